@@ -1,0 +1,21 @@
+"""Errors that reach the user as one line: they name the input and what is wrong with it."""
+
+
+class MTSAError(Exception):
+    """Base of the errors the command line prints as ``error: ...`` and exits non-zero on."""
+
+
+class InputError(MTSAError):
+    """An input volume that cannot be predicted (unreadable, wrong dimension, bad values, bad geometry)."""
+
+
+class CheckpointError(MTSAError):
+    """A checkpoint that is not data, is damaged, or does not match this code."""
+
+
+class OutputError(MTSAError):
+    """An output that cannot be written (exists without --overwrite, folder not writable)."""
+
+
+class Cancelled(MTSAError):
+    """The user cancelled a long operation; nothing was written."""
