@@ -1,0 +1,172 @@
+"""The ``mtsa`` command: predict, demo, synth, train, evaluate, info.
+
+Errors the user can fix are printed as one ``error: ...`` line on stderr with a non-zero status;
+tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .errors import MTSAError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _progress_bar(description: str):
+    """A terminal bar driven by ``progress(fraction, message)`` callbacks (tqdm when present)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a runtime dependency
+        return (lambda fraction, message: None), (lambda: None)
+    bar = tqdm(total=1000, desc=description, unit="", bar_format="{desc} {bar} {percentage:3.0f}% {postfix}", leave=False, file=sys.stderr, disable=None)
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
+        bar.set_postfix_str(message, refresh=True)
+
+    return update, bar.close
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment the GTV and call EGFR for each image")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="a file SimpleITK reads, or a DICOM series folder")
+    p.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: 4 on CPU, 16 on GPU)")
+    p.add_argument("--format", default="seg", choices=["seg", "nifti", "both"], help="segmentation file: .seg.nrrd, NIfTI labelmap, or both")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_predict)
+
+
+def output_paths(case: str, out: Path, fmt: str) -> list[Path]:
+    paths = []
+    if fmt in ("seg", "both"):
+        paths.append(out / f"{case}.seg.nrrd")
+    if fmt in ("nifti", "both"):
+        paths.append(out / f"{case}.gtv.nii.gz")
+    return paths + [out / f"{case}.json"]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .imageio import read_image
+    from .outputs import atomic_outputs, check_writable, write_json, write_labelmap, write_segmentation
+    from .pipeline import case_name, predict_volume
+    from .resources import demo_model_path
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise MTSAError(f"--batch-size {args.batch_size}: must be at least 1")
+    cases = [case_name(p) for p in args.images]
+    duplicates = sorted({c for c in cases if cases.count(c) > 1})
+    if duplicates:
+        raise MTSAError(f"inputs {', '.join(duplicates)}: several inputs share a case name; predict them into separate --out folders")
+    targets = {p: output_paths(c, args.out, args.format) for p, c in zip(args.images, cases)}
+    check_writable([t for ts in targets.values() for t in ts], args.overwrite)
+    for path in args.images:
+        if not Path(path).exists():
+            raise MTSAError(f"{path}: no such file or folder")
+    model = load_checkpoint(args.model or demo_model_path())
+    for path, case in zip(args.images, cases):
+        start = time.perf_counter()
+        image = read_image(path)
+        progress, close = _progress_bar(case)
+        try:
+            result = predict_volume(image, model, device=args.device, batch_size=args.batch_size, progress=progress, case=case, source=str(path))
+        finally:
+            close()
+        result.report["timing"]["total_s"] = round(time.perf_counter() - start, 3)
+        with atomic_outputs(targets[path]) as temps:
+            for tmp, target in zip(temps, targets[path]):
+                if target.name.endswith(".seg.nrrd"):
+                    write_segmentation(result.mask, tmp)
+                elif target.name.endswith(".nii.gz"):
+                    write_labelmap(result.mask, tmp)
+                else:
+                    write_json(result.report, tmp)
+        print(summary_line(result.report))
+    return 0
+
+
+def summary_line(report: dict) -> str:
+    gtv = report["gtv"]
+    egfr = report.get("egfr", {})
+    probability = egfr.get("probability")
+    egfr_text = f"EGFR {egfr.get('call', 'n/a')}" + (f" (p={probability:.2f})" if probability is not None else "")
+    return (
+        f"{report['case']}: {len(gtv['lesions'])} lesion(s), GTV {gtv['volume_ml']:.2f} mL, {egfr_text}, "
+        f"{report['timing']['total_s']:.1f} s on {report['device']}"
+    )
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a checkpoint or a network configuration (parameters, GFLOPs per slice)")
+    p.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
+    p.add_argument("--paper", action="store_true", help="describe the paper's full-size network instead")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .complexity import describe
+    from .config import NetConfig
+
+    if args.paper:
+        print(describe(NetConfig(in_channels=1, base_width=32, input_size=384)))
+        return 0
+    from .checkpoint import load_checkpoint
+    from .resources import demo_model_path
+
+    model = load_checkpoint(args.model or demo_model_path())
+    print(describe(model.net_config))
+    print(json.dumps({"path": str(model.path), "sha256": model.sha256, "info": model.info.to_dict(),
+                      "preprocess": model.preprocess.to_dict(), "tasks": [t.to_dict() for t in model.tasks]}, indent=2))
+    return 0
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    """Training-side commands import ``training`` only when run, so prediction stays lean."""
+    for name, module, help_text in (
+        ("synth", "training.synth_cli", "generate a synthetic cohort (shared/docs/PHANTOM.md)"),
+        ("demo", "training.demo", "predict one synthetic case with the bundled model and compare with the truth"),
+        ("train", "training.loop", "train MTSA-Net on a cohort folder"),
+        ("evaluate", "training.evaluate", "evaluate a checkpoint on a cohort folder"),
+    ):
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=None, module=module, command=name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtsa", description="MTSA-Net: brain-metastasis GTV and EGFR status from T1-CE MR")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_predict(sub)
+    _add_info(sub)
+    _add_training_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.func is None:
+            import importlib
+
+            return int(importlib.import_module(args.module).main(args.rest, prog=f"mtsa {args.command}") or 0)
+        return args.func(args)
+    except MTSAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted; no output was written for the case in progress", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Running the network over a stack of model slices: device, batches, progress, cancel.
+
+Memory stays bounded by the volume itself: slices are stacked one batch at a time and only the
+GTV probability (one float32 per model voxel) and one EGFR probability per slice are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import Cancelled, MTSAError
+from .preprocess import stack_context
+
+Progress = Callable[[float, str], None]
+ShouldCancel = Callable[[], bool]
+
+
+def available_devices() -> list[str]:
+    """Devices this machine can run on, best first after the CPU."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` prefers CUDA, then MPS, then the CPU; a named device that is absent is an error."""
+    found = available_devices()
+    if name == "auto":
+        return torch.device("cuda" if "cuda" in found else "mps" if "mps" in found else "cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise MTSAError(f"device {name!r}: unknown; choose auto, cpu, cuda or mps")
+    if name not in found:
+        raise MTSAError(f"device {name!r}: not available on this machine (found: {', '.join(found)})")
+    return torch.device(name)
+
+
+def default_batch_size(device: torch.device) -> int:
+    return 16 if device.type == "cuda" else 4
+
+
+@dataclass
+class SliceOutputs:
+    """Per-slice network outputs on the model grid; skipped slices hold zeros and no EGFR value."""
+
+    gtv_probability: np.ndarray  # float32 [z, y, x]
+    predicted: np.ndarray  # indices of the slices the network saw
+    class_probability: dict[int, np.ndarray] = field(default_factory=dict)  # slice -> softmax over classes
+
+
+def predict_slices(
+    net: torch.nn.Module,
+    volume: np.ndarray,
+    slices: np.ndarray,
+    context: int,
+    device: torch.device,
+    batch_size: int,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> SliceOutputs:
+    """Predict the listed slices of ``volume`` [z, y, x] in batches under ``torch.inference_mode``."""
+    out = SliceOutputs(gtv_probability=np.zeros(volume.shape, dtype=np.float32), predicted=np.asarray(slices))
+    net.eval()
+    total = len(slices)
+    with torch.inference_mode():
+        for start in range(0, total, batch_size):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("prediction cancelled")
+            batch_z = np.asarray(slices[start : start + batch_size])
+            x = torch.from_numpy(stack_context(volume, batch_z, context)).to(device)
+            seg_logits, cls_logits = net(x)
+            if seg_logits is not None:
+                out.gtv_probability[batch_z] = torch.sigmoid(seg_logits[:, 0]).float().cpu().numpy()
+            if cls_logits is not None:
+                probs = torch.softmax(cls_logits.float(), dim=1).cpu().numpy()
+                out.class_probability.update({int(z): p for z, p in zip(batch_z, probs)})
+            if progress is not None:
+                done = min(start + batch_size, total)
+                progress(done / total, f"slice {done}/{total}")
+    return out

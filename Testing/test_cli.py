@@ -1,0 +1,191 @@
+"""`mtsa predict`: outputs on the input's own grid, and one clear error line per kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import lesion_volume
+from MTSASegmenterLib.cli import main
+
+slicerio = pytest.importorskip("slicerio")
+
+
+def run(capsys, *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def assert_on_grid(seg_path: Path, image: sitk.Image) -> None:
+    seg = sitk.ReadImage(str(seg_path))
+    assert seg.GetSize() == image.GetSize()
+    assert np.allclose(seg.GetSpacing(), image.GetSpacing(), atol=1e-5)
+    assert np.allclose(seg.GetOrigin(), image.GetOrigin(), atol=1e-4)
+    assert np.allclose(seg.GetDirection(), image.GetDirection(), atol=1e-6)
+
+
+def test_predict_writes_segmentation_and_report(tmp_path, capsys, tiny_checkpoint):
+    image, _ = lesion_volume()
+    path = tmp_path / "patient 1.nrrd"
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    out = tmp_path / "out"
+    code, err = run(capsys, "predict", str(path), "--model", str(tiny_checkpoint), "--out", str(out), "--format", "both")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["patient 1.gtv.nii.gz", "patient 1.json", "patient 1.seg.nrrd"]
+    assert_on_grid(out / "patient 1.seg.nrrd", image)
+    assert_on_grid(out / "patient 1.gtv.nii.gz", image)
+    report = json.loads((out / "patient 1.json").read_text())
+    assert report["case"] == "patient 1" and report["input"]["size"] == list(image.GetSize())
+    assert set(report["model"]) >= {"name", "version", "sha256"}
+    egfr = report["egfr"]
+    assert egfr["call"] in ("mutant", "wild-type", "indeterminate") and egfr["threshold"] == 0.5
+    assert egfr["probability"] is None or 0 <= egfr["probability"] <= 1
+    assert set(report["gtv"]) >= {"volume_ml", "lesions"} and set(report["timing"]) >= {"total_s", "inference_s"}
+    # a second run refuses to overwrite, and leaves the files as they were
+    before = (out / "patient 1.json").read_bytes()
+    code, err = run(capsys, "predict", str(path), "--model", str(tiny_checkpoint), "--out", str(out))
+    assert code != 0 and "exists; pass --overwrite" in err
+    assert (out / "patient 1.json").read_bytes() == before
+    code, err = run(capsys, "predict", str(path), "--model", str(tiny_checkpoint), "--out", str(out), "--overwrite")
+    assert code == 0, err
+
+
+def test_same_input_and_model_give_the_same_output(tmp_path, capsys, tiny_checkpoint):
+    image, _ = lesion_volume()
+    path = tmp_path / "c.nii.gz"
+    sitk.WriteImage(image, str(path))
+    reports = []
+    for name in ("a", "b"):
+        assert run(capsys, "predict", str(path), "--model", str(tiny_checkpoint), "--out", str(tmp_path / name))[0] == 0
+        report = json.loads((tmp_path / name / "c.json").read_text())
+        report.pop("timing")
+        reports.append(report)
+        seg = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name / "c.seg.nrrd")))
+        reports[-1]["voxels"] = int(seg.sum())
+    assert reports[0] == reports[1]
+
+
+# ---- bad input: one test per case, each a one-line error naming the input, non-zero exit, no output
+
+
+def write_array(path: Path, array: np.ndarray, spacing=None) -> Path:
+    image = sitk.GetImageFromArray(array)
+    if spacing:
+        image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def nrrd_with_spacing(path: Path, spacing_x: float) -> Path:
+    data = np.random.default_rng(0).random((20, 20, 20), dtype=np.float32)
+    header = (
+        "NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: 20 20 20\n"
+        f"space directions: ({spacing_x},0,0) (0,1,0) (0,0,1)\nkinds: domain domain domain\n"
+        "endian: little\nencoding: raw\nspace origin: (0,0,0)\n\n"
+    )
+    path.write_bytes(header.encode() + data.tobytes())
+    return path
+
+
+def noisy(shape=(20, 40, 40)) -> np.ndarray:
+    return np.random.default_rng(0).random(shape, dtype=np.float32) * 100
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
+    with_nan, with_inf = noisy(), noisy()
+    with_nan[3, 4, 5] = np.nan
+    with_inf[1, 2, 3] = np.inf
+    four_d = sitk.JoinSeries([sitk.GetImageFromArray(noisy()) for _ in range(3)])
+    sitk.WriteImage(four_d, str(tmp / "fourd.nii.gz"))
+    (tmp / "notes.nii.gz").write_text("this is not an image")
+    return {
+        "2D image": (write_array(tmp / "flat.nrrd", noisy((40, 40))), "2D"),
+        "4D image": (tmp / "fourd.nii.gz", "4D"),
+        "not an image": (tmp / "notes.nii.gz", "not an image"),
+        "missing path": (tmp / "nowhere.nii.gz", "no such file"),
+        "constant volume": (write_array(tmp / "flat.nii.gz", np.full((20, 40, 40), 7, np.int16)), "same value"),
+        "NaN voxels": (write_array(tmp / "nan.nrrd", with_nan), "NaN or infinite"),
+        "Inf voxels": (write_array(tmp / "inf.nrrd", with_inf), "NaN or infinite"),
+        "zero spacing": (nrrd_with_spacing(tmp / "zero.nrrd", 0.0), "spacing"),
+        "absurd spacing": (nrrd_with_spacing(tmp / "huge.nrrd", 1000.0), "spacing"),
+        "smaller than a slice": (write_array(tmp / "tiny.nrrd", noisy((4, 8, 8))), "smaller than one"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "2D image", "4D image", "not an image", "missing path", "constant volume", "NaN voxels",
+    "Inf voxels", "zero spacing", "absurd spacing", "smaller than a slice",
+])
+def test_bad_input_gets_one_line_and_no_output(case, tmp_path, capsys, tiny_checkpoint):
+    (tmp_path / "in").mkdir()
+    path, expected = bad_inputs(tmp_path / "in")[case]
+    out = tmp_path / "out"
+    code, err = run(capsys, "predict", str(path), "--model", str(tiny_checkpoint), "--out", str(out))
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert str(path) in lines[0] and expected in lines[0], lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_truncated_checkpoint(tmp_path, capsys, tiny_checkpoint):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    image, _ = lesion_volume()
+    sitk.WriteImage(image, str(tmp_path / "c.nrrd"))
+    code, err = run(capsys, "predict", str(tmp_path / "c.nrrd"), "--model", str(broken), "--out", str(tmp_path / "out"))
+    assert code != 0 and err.startswith(f"error: {broken}: damaged") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_folder(tmp_path, capsys, tiny_checkpoint):
+    if os.geteuid() == 0:  # root writes through permissions: use a file system that refuses everyone
+        out = Path("/sys/mtsa-out")
+        try:
+            tempfile.TemporaryFile(dir="/sys").close()
+            pytest.skip("no folder here refuses root (/sys is writable)")
+        except OSError:
+            pass
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        out = locked / "out"
+    image, _ = lesion_volume()
+    sitk.WriteImage(image, str(tmp_path / "c.nrrd"))
+    code, err = run(capsys, "predict", str(tmp_path / "c.nrrd"), "--model", str(tiny_checkpoint), "--out", str(out))
+    assert code != 0 and err.startswith(f"error: {out}: output folder") and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_console_script_exit_status(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "MTSASegmenterLib.cli", "predict", str(tmp_path / "none.nii.gz")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path / 'none.nii.gz'}: no such file or folder"
+
+
+# ---- real scans: outputs lie on each input's grid (any checkpoint will do for geometry)
+
+
+@pytest.mark.parametrize("scan", [
+    "brats-met-00110/BraTS-MET-00110-000-t1c.nii.gz", "mr-gd/MR_Gd.nii.gz", "vs-seg-001-dicom",
+])
+def test_real_scans(scan, real_data, tmp_path, capsys, tiny_checkpoint):
+    from MTSASegmenterLib.imageio import read_image
+
+    source = real_data / scan
+    code, err = run(capsys, "predict", str(source), "--model", str(tiny_checkpoint), "--out", str(tmp_path))
+    assert code == 0, err
+    (seg_path,) = tmp_path.glob("*.seg.nrrd")
+    assert_on_grid(seg_path, read_image(source))
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert report["slices"]["predicted"] > 0
