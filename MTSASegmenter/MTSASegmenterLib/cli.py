@@ -58,7 +58,7 @@ def output_paths(case: str, out: Path, fmt: str) -> list[Path]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .imageio import read_image
-    from .outputs import atomic_outputs, check_writable, write_json, write_labelmap, write_segmentation
+    from .outputs import check_writable, write_prediction_files
     from .pipeline import case_name, predict_volume
     from .resources import demo_model_path
 
@@ -83,14 +83,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         finally:
             close()
         result.report["timing"]["total_s"] = round(time.perf_counter() - start, 3)
-        with atomic_outputs(targets[path]) as temps:
-            for tmp, target in zip(temps, targets[path]):
-                if target.name.endswith(".seg.nrrd"):
-                    write_segmentation(result.mask, tmp)
-                elif target.name.endswith(".nii.gz"):
-                    write_labelmap(result.mask, tmp)
-                else:
-                    write_json(result.report, tmp)
+        write_prediction_files(targets[path], result.mask, result.report)
         print(summary_line(result.report))
     return 0
 

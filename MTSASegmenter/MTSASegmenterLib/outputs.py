@@ -12,7 +12,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -100,6 +100,25 @@ def atomic_outputs(targets: list[Path]) -> Iterator[list[Path]]:
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def write_prediction_files(
+    targets: list[Path], mask: sitk.Image, report: dict[str, Any], picture: Callable[[Path], Any] | None = None
+) -> None:
+    """Write one case's files, each chosen by its suffix, all-or-nothing."""
+    with atomic_outputs(targets) as temps:
+        for tmp, target in zip(temps, targets):
+            name = target.name.lower()
+            if name.endswith(".seg.nrrd"):
+                write_segmentation(mask, tmp)
+            elif name.endswith((".nii.gz", ".nii")):
+                write_labelmap(mask, tmp)
+            elif name.endswith(".json"):
+                write_json(report, tmp)
+            elif name.endswith(".png") and picture is not None:
+                picture(tmp)
+            else:
+                raise ValueError(f"{target}: no writer for this kind of file")
 
 
 def _umask() -> int:
