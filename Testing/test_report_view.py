@@ -96,7 +96,7 @@ def test_model_warning_and_progress():
 def test_missing_requirements_uses_the_finder():
     present = {"SimpleITK"}
     missing = rv.missing_requirements(find_spec=lambda name: object() if name in present else None)
-    assert missing == ["scikit-image>=0.21", "opencv-python-headless>=4.8", "tqdm>=4.60"]
+    assert missing == ["scikit-image>=0.21", "opencv-python-headless>=4.8", "scipy>=1.10", "tqdm>=4.60"]
     assert rv.missing_requirements(find_spec=lambda name: object()) == []
 
 

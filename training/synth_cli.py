@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from MTSASegmenterLib.cli import _progress_bar
+from MTSASegmenterLib.errors import MTSAError
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
@@ -25,6 +26,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     progress, close = _progress_bar(f"synth {args.site}")
     try:
         csv_path = write_cohort(args.out, args.cases, site=args.site, seed=args.seed, progress=progress, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise MTSAError(str(exc)) from None
     finally:
         close()
     print(f"wrote {args.cases} {args.site} case(s) to {csv_path}")

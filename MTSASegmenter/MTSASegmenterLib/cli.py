@@ -131,8 +131,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ("train", "training.loop", "train MTSA-Net on a cohort folder"),
         ("evaluate", "training.evaluate", "evaluate a checkpoint on a cohort folder"),
     ):
-        p = sub.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p = sub.add_parser(name, help=help_text, add_help=False)  # the module's own parser answers --help
         p.set_defaults(func=None, module=module, command=name)
 
 
@@ -146,12 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
     try:
         if args.func is None:
             import importlib
 
-            return int(importlib.import_module(args.module).main(args.rest, prog=f"mtsa {args.command}") or 0)
+            return int(importlib.import_module(args.module).main(rest, prog=f"mtsa {args.command}") or 0)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
     except MTSAError as exc:
         print(f"error: {exc}", file=sys.stderr)

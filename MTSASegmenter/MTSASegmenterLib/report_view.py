@@ -26,6 +26,7 @@ REQUIREMENTS: dict[str, str] = {
     "SimpleITK": "SimpleITK>=2.3",
     "skimage": "scikit-image>=0.21",
     "cv2": "opencv-python-headless>=4.8",
+    "scipy": "scipy>=1.10",
     "tqdm": "tqdm>=4.60",
 }
 TORCH_REQUIREMENT = "torch>=2.1,<3"

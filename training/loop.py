@@ -1,0 +1,459 @@
+"""The trainer: the paper's recipe (Adam 3e-4, multi-task loss, early stopping after 20 epochs
+without validation-loss improvement) on a cohort folder, on one device or several via torchrun.
+
+Outputs in ``out``: ``best.pt`` (a checkpoint for ``mtsa predict``, best validation loss, with
+provenance), ``last.pt`` (everything needed to resume: weights, optimiser, epoch, RNG states, as
+plain data loadable with ``weights_only=True``), ``log.csv``, ``tb/`` (TensorBoard), and the slice
+cache (``slice_cache/`` unless ``cache_dir`` is given, so that ablations can share one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import MTSASegmenterLib
+from MTSASegmenterLib.checkpoint import save_checkpoint
+from MTSASegmenterLib.config import DEFAULT_TASKS, ModelInfo, NetConfig, PreprocessConfig
+from MTSASegmenterLib.errors import MTSAError
+from MTSASegmenterLib.network import MTSANet
+
+from . import ddp
+from .augment import default_augmentation
+from .cohort import SPLIT_KINDS, cohort_fingerprint, read_cohort, split_cohort
+from .losses import IGNORE, WEIGHTINGS, LossConfig, MultiTaskLoss
+from .slices import SliceCache, SliceDataset
+
+Progress = Callable[[float, str], None]
+LAST_FORMAT = "mtsa-train-state-1"
+# Fields that may change between an interrupted run and its resumption.
+_RESUMABLE = {"epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; stored in the checkpoint's provenance."""
+
+    data: Path
+    out: Path
+    split: str = "random"  # random | temporal | site
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    cutoff: date | None = None  # temporal split: test = acquired on or after this date
+    test_sites: tuple[str, ...] | None = None  # site split: default every site but the most common
+    seed: int = 0
+    epochs: int = 200  # at most; early stopping usually ends the run first
+    patience: int = 20
+    lr: float = 3e-4
+    batch_size: int = 16
+    net: NetConfig = field(default_factory=NetConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    free_share: float = 0.0  # share of tumour-free tissue slices among training slices (paper: 0)
+    augment: bool = True
+    cache_dir: Path | None = None
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # mixed precision, on CUDA only
+    num_workers: int = 2
+    resume: bool = False
+    synthetic_only: bool = True  # the data are the phantom: the model is stamped not for clinical use
+    command: str = ""
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLIT_KINDS:
+            raise ValueError(f"split must be one of {', '.join(SPLIT_KINDS)}, got {self.split!r}")
+        if self.net.in_channels != self.preprocess.in_channels:
+            raise ValueError(
+                f"network in_channels {self.net.in_channels} != 2 * context_slices + 1 = {self.preprocess.in_channels}"
+            )
+        if self.net.input_size != self.preprocess.input_size:
+            raise ValueError(f"network input_size {self.net.input_size} != preprocess input_size {self.preprocess.input_size}")
+        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
+            raise ValueError("epochs, patience and batch_size must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (NetConfig, PreprocessConfig)):
+                value = value.to_dict()
+            elif isinstance(value, LossConfig):
+                value = asdict(value)
+            elif isinstance(value, (Path, date)):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            d[f.name] = value
+        return d
+
+
+def seed_everything(seed: int) -> None:
+    """Weights, dropout and DataLoader base seeds come from the global generators: fix all three."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return MTSASegmenterLib.__version__ + (f"+{sha}" if sha else "")
+
+
+class Objective(nn.Module):
+    """Network and loss in one module, so DDP also averages the gradients of the learnable sigmas."""
+
+    def __init__(self, net: MTSANet, loss: MultiTaskLoss) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, egfr: torch.Tensor):
+        seg, cls = self.net(image)
+        total, parts = self.loss(seg, cls, mask, egfr)
+        return total, parts, seg, cls
+
+
+@dataclass
+class _State:
+    """What carries over between epochs (and through ``last.pt``)."""
+
+    epoch: int = -1
+    best_val: float = float("inf")
+    best_epoch: int = -1
+    since_best: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _validate(objective: nn.Module, loader: DataLoader, d: ddp.Dist, use_amp: bool) -> dict[str, float]:
+    """Validation loss (slice-weighted mean), pooled hard Dice and slice-level EGFR accuracy."""
+    objective.eval()
+    # loss sum, slices, intersection, predicted + true pixels, correct EGFR, labelled EGFR
+    sums = torch.zeros(6, dtype=torch.float64)
+    with torch.no_grad():
+        for batch in loader:
+            image, mask, egfr = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "egfr"))
+            with torch.autocast(d.device.type, dtype=torch.float16, enabled=use_amp):
+                total, _, seg, cls = objective(image, mask, egfr)
+            n = image.shape[0]
+            sums[0] += float(total) * n
+            sums[1] += n
+            if seg is not None:
+                pred = seg.float() > 0
+                sums[2] += float((pred & (mask > 0.5)).sum())
+                sums[3] += float(pred.sum() + (mask > 0.5).sum())
+            if cls is not None:
+                labelled = egfr != IGNORE
+                sums[4] += float((cls.argmax(1)[labelled] == egfr[labelled]).sum())
+                sums[5] += float(labelled.sum())
+    sums = ddp.all_reduce_sum(d, sums)
+    out = {"val_loss": float(sums[0] / sums[1])}
+    if sums[3] > 0:
+        out["val_dice"] = float(2 * sums[2] / sums[3])
+    if sums[5] > 0:
+        out["val_slice_accuracy"] = float(sums[4] / sums[5])
+    return out
+
+
+def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
+    """Train; returns the path of the best checkpoint (lowest validation loss)."""
+    d = ddp.setup(cfg.device)
+    try:
+        return _train(cfg, d, progress)
+    finally:
+        ddp.teardown(d)
+
+
+def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
+    out = Path(cfg.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if last_path.exists() and not cfg.resume:
+        raise MTSAError(f"{out}: holds a previous run (last.pt); pass --resume to continue it or choose another --out")
+    seed_everything(cfg.seed)
+
+    # Data: patient-level split, then slices from the cache (built by the main process only).
+    split = split_cohort(
+        read_cohort(cfg.data), cfg.split, cfg.seed,
+        val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, cutoff=cfg.cutoff, test_sites=cfg.test_sites,
+    )
+    if not split.val:
+        raise MTSAError(f"{cfg.data}: the {cfg.split} split leaves no validation case; early stopping needs one")
+    cache = SliceCache(cfg.cache_dir or out / "slice_cache", cfg.preprocess)
+    if d.main:
+        for case in tqdm(split.train + split.val, desc="caching slices", disable=not cfg.progress_bar, leave=False):
+            cache.get(case)
+    ddp.barrier(d)
+    augment = default_augmentation(cfg.preprocess.clip_max) if cfg.augment else None
+    context = cfg.preprocess.context_slices
+    train_set = SliceDataset([cache.get(c) for c in split.train], context, cfg.free_share, augment, cfg.seed)
+    val_set = SliceDataset([cache.get(c) for c in split.val], context, cfg.free_share, None, cfg.seed)
+    if not len(train_set) or not len(val_set):
+        raise MTSAError(f"{cfg.data}: no tumour-bearing slices in the training or validation cases (empty masks?)")
+    # One sampler type for one or many processes: seeded by (seed, epoch), so a resumed run replays.
+    train_sampler = DistributedSampler(train_set, d.world_size, d.rank, shuffle=True, seed=cfg.seed)
+    val_sampler = DistributedSampler(val_set, d.world_size, d.rank, shuffle=False)
+    loader_args = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "pin_memory": d.device.type == "cuda"}
+    train_loader = DataLoader(train_set, sampler=train_sampler, **loader_args)
+    val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
+
+    net = MTSANet(cfg.net)
+    loss = MultiTaskLoss(cfg.loss, two_tasks=cfg.net.segmentation and cfg.net.classification)
+    objective: nn.Module = Objective(net, loss).to(d.device)
+    if d.world_size > 1:
+        objective = DistributedDataParallel(objective, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    optimizer = torch.optim.Adam([p for p in objective.parameters() if p.requires_grad], lr=cfg.lr)
+    use_amp = cfg.amp and d.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    state = _State()
+    if cfg.resume and last_path.exists():
+        saved = torch.load(last_path, map_location="cpu", weights_only=True)
+        _check_resumable(saved, cfg, last_path)
+        net.load_state_dict(saved["net"])
+        loss.load_state_dict(saved["loss"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        state = _State(**saved["state"])
+        _set_rng_state(saved["rng"])
+
+    tasks = [t for t in DEFAULT_TASKS if (t.kind == "segmentation" and cfg.net.segmentation) or (t.kind != "segmentation" and cfg.net.classification)]
+    provenance = {
+        "data": str(Path(cfg.data).resolve()),
+        "cases_csv_sha256": cohort_fingerprint(cfg.data),
+        "split": split.summary(),
+        "slices": {"train": len(train_set), "val": len(val_set)},
+        "seed": cfg.seed,
+        "command": cfg.command,
+        "config": cfg.to_dict(),
+        "world_size": d.world_size,
+        "device": str(d.device),
+        "torch": str(torch.__version__),
+    }
+    writer = None
+    log_path = out / "log.csv"
+    if d.main:
+        from torch.utils.tensorboard import SummaryWriter  # imported late: only the main process logs
+
+        writer = SummaryWriter(str(out / "tb"))
+    first = state.epoch + 1
+    for epoch in range(first, cfg.epochs):
+        if state.since_best >= cfg.patience:  # early-stopped (also when resuming a finished run)
+            break
+        started = time.perf_counter()
+        train_set.set_epoch(epoch)
+        train_sampler.set_epoch(epoch)
+        objective.train()
+        sums: dict[str, float] = {}
+        seen = 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (d.main and cfg.progress_bar), leave=False)
+        for step, batch in enumerate(bar):
+            image, mask, egfr = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "egfr"))
+            with torch.autocast(d.device.type, dtype=torch.float16, enabled=use_amp):
+                total, parts, _, _ = objective(image, mask, egfr)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            n = image.shape[0]
+            seen += n
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            bar.set_postfix(loss=f"{sums['total'] / seen:.4f}")
+            if progress is not None and d.main:
+                done = (epoch - first + (step + 1) / len(train_loader)) / (cfg.epochs - first)
+                progress(done, f"epoch {epoch + 1}: loss {sums['total'] / seen:.4f}")
+        train_seconds = time.perf_counter() - started
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({f"train_{k}": v / seen for k, v in sums.items()})
+        row.update(_validate(objective, val_loader, d, use_amp))
+        sigma_gtv, sigma_egfr = loss.sigmas()
+        row.update(
+            sigma_gtv=sigma_gtv, sigma_egfr=sigma_egfr, lr=optimizer.param_groups[0]["lr"],
+            train_slices_per_s=seen * d.world_size / train_seconds, seconds=time.perf_counter() - started,
+        )
+        state.epoch = epoch
+        if row["val_loss"] < state.best_val:
+            state.best_val, state.best_epoch, state.since_best = row["val_loss"], epoch + 1, 0
+            state.best_metrics = {k: v for k, v in row.items() if k.startswith("val_")}
+            if d.main:
+                info = ModelInfo(
+                    version=MTSASegmenterLib.__version__,
+                    synthetic_only=cfg.synthetic_only,
+                    training=provenance,
+                    metrics={"best_epoch": epoch + 1, **state.best_metrics, "sigma_gtv": sigma_gtv, "sigma_egfr": sigma_egfr},
+                    code_version=_code_version(),
+                )
+                save_checkpoint(best_path, net, cfg.net, cfg.preprocess, tasks, info)
+        else:
+            state.since_best += 1
+        if d.main:
+            _log(log_path, writer, row)
+            _save_last(last_path, net, loss, optimizer, scaler, state, cfg)
+            if cfg.progress_bar:
+                dice = f"  dice {row['val_dice']:.3f}" if "val_dice" in row else ""
+                tqdm.write(
+                    f"epoch {epoch + 1}: train {row['train_total']:.4f}  val {row['val_loss']:.4f}{dice}"
+                    f"  ({row['train_slices_per_s']:.1f} slices/s)"
+                )
+    if writer is not None:
+        writer.close()
+    if progress is not None and d.main:
+        progress(1.0, f"best epoch {state.best_epoch}: validation loss {state.best_val:.4f}")
+    return best_path
+
+
+def _log(path: Path, writer, row: dict[str, Any]) -> None:
+    """Append one epoch to log.csv (header rewritten if the columns change) and to TensorBoard."""
+    rows = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
+    rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+    for k, v in row.items():
+        if k != "epoch":
+            writer.add_scalar(k.replace("_", "/", 1), v, row["epoch"])
+    writer.flush()
+
+
+def _save_last(path: Path, net: nn.Module, loss: nn.Module, optimizer, scaler, state: _State, cfg: TrainConfig) -> None:
+    payload = {
+        "format": LAST_FORMAT,
+        "config": cfg.to_dict(),
+        "net": net.state_dict(),
+        "loss": loss.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "state": asdict(state),
+        "rng": _rng_state(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    if saved.get("format") != LAST_FORMAT:
+        raise MTSAError(f"{path}: not a training state of this trainer ({saved.get('format')!r})")
+    now = cfg.to_dict()
+    differing = sorted(k for k in now if k not in _RESUMABLE and saved["config"].get(k) != now[k])
+    if differing:
+        raise MTSAError(f"{path}: cannot resume with different {', '.join(differing)} than the interrupted run")
+
+
+def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train MTSA-Net on a cohort folder (cases.csv + volumes).")
+    p.add_argument("--data", type=Path, required=True, help="cohort folder with cases.csv")
+    p.add_argument("--out", type=Path, required=True, help="output folder (best.pt, last.pt, log.csv, tb/)")
+    p.add_argument("--split", choices=SPLIT_KINDS, default="random")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--cutoff", type=date.fromisoformat, help="temporal split: first test date (YYYY-MM-DD)")
+    p.add_argument("--test-sites", help="site split: comma-separated test sites")
+    p.add_argument("--epochs", type=int, default=200, help="at most (early stopping, --patience)")
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--input-size", type=int, default=384, help="model grid size S (multiple of 16)")
+    p.add_argument("--width", type=int, default=32, help="channels of the first MSA block")
+    p.add_argument("--spacing", type=float, default=1.0, help="in-plane spacing of the model grid (mm)")
+    p.add_argument("--context", type=int, default=1, help="neighbour slices on each side (channels = 2*context+1)")
+    p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="uncertainty")
+    p.add_argument("--focal-alpha", type=float, default=0.8)
+    p.add_argument("--beta", type=float, default=1 / 25000, help="weight of the summed focal loss")
+    p.add_argument("--free-share", type=float, default=0.0, help="share of tumour-free tissue slices")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--cache-dir", type=Path)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--real-data", action="store_true", help="the cohort is not synthetic (clears the not-for-clinical-use stamp)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, command: str = "") -> TrainConfig:
+    net = NetConfig(
+        in_channels=2 * args.context + 1, base_width=args.width, input_size=args.input_size,
+        segmentation=args.task != "classification", classification=args.task != "segmentation",
+    )
+    preprocess = PreprocessConfig(spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context)
+    return TrainConfig(
+        data=args.data, out=args.out, split=args.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+        cutoff=args.cutoff, test_sites=tuple(s.strip() for s in args.test_sites.split(",")) if args.test_sites else None,
+        seed=args.seed, epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch_size,
+        net=net, preprocess=preprocess,
+        loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha),
+        free_share=args.free_share, augment=not args.no_augment, cache_dir=args.cache_dir, device=args.device,
+        amp=not args.no_amp, num_workers=args.workers, resume=args.resume, synthetic_only=not args.real_data,
+        command=command, progress_bar=not args.no_progress,
+    )
+
+
+def main(argv: list[str] | None = None, prog: str = "mtsa train") -> int:
+    """``mtsa train``: exit 0 with the best checkpoint's path on stdout; one-line error otherwise.
+
+    Several GPUs: ``torchrun --nproc_per_node N -m training.loop --data ... --out ...``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(prog).parse_args(argv)
+    try:
+        cfg = config_from_args(args, command=" ".join([prog, *argv]))
+        best = train(cfg)
+    except (MTSAError, ValueError) as exc:  # ValueError: an inconsistent configuration
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if os.environ.get("RANK", "0") == "0":
+        print(best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

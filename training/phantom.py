@@ -1,0 +1,200 @@
+"""Synthetic T1-CE cohort with brain metastases and EGFR labels, as shared/docs/PHANTOM.md fixes it.
+
+Per case: draw the label, then the lesion biology (phantom_biology, the one sampler the Bayes-limit
+estimate also uses); deform MNI152 anatomy (affine + elastic); render T1-CE anatomy and lesions at
+1 mm on the cropped MNI grid (phantom_anatomy, phantom_lesions); resample ONCE with SimpleITK to the
+scanner's grid (phantom_geometry), averaging sub-slices for the slice profile; add Rician noise.
+
+The mask is the lesions' partial-volume occupancy (1 at the surface's inside, 0.5 on it),
+resampled with the same transform and slice profile as the image, then thresholded at 0.5: the
+GTV is where the lesion fills at least half a voxel, consistent with the image's partial volume.
+A lesion smaller than half a thick slice can thus be visible but absent from the mask.
+
+Seeds: one case seed spawns independent streams for biology, anatomy and scanner, so the same seed
+at another site is the same patient scanned elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .phantom_anatomy import load_anatomy, render_background
+from .phantom_biology import best_possible_accuracy, draw_biology, draw_egfr
+from .phantom_geometry import SITES, Acquisition, bias_field, draw_acquisition, draw_deformation
+from .phantom_lesions import LesionRenderer, place_lesions
+
+__all__ = ["PhantomConfig", "PhantomCase", "generate_case", "write_cohort", "best_possible_accuracy", "draw_biology"]
+
+CSV_COLUMNS = ("case_id", "image", "mask", "egfr", "site", "acquired")
+FIRST_DAY, LAST_DAY = dt.date(2018, 1, 1), dt.date(2022, 12, 31)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Knobs of the generator. Defaults follow PHANTOM.md; domain_randomisation is off (0.0).
+
+    domain_randomisation in [0, 1] widens appearance knobs that carry no label (GM and CSF
+    contrast, dura and fat brightness, vessel count, an extra point-spread blur) for sim-to-real
+    training; it never touches the lesion table or the lesion intensity ranges.
+    max_matrix caps the in-plane matrix for cheap test cases (the spacing then leaves the site range).
+    """
+
+    scale: tuple[float, float] = (0.9, 1.1)
+    max_rotation_deg: float = 10.0
+    elastic_mm: float = 2.5  # RMS displacement
+    elastic_smooth_mm: float = 18.0
+    vessels: tuple[int, int] = (90, 150)
+    domain_randomisation: float = 0.0
+    max_matrix: int | None = None
+    sub_slice_mm: float = 1.0  # slice-profile sampling: the anatomy is 1 mm
+
+
+@dataclass
+class PhantomCase:
+    """One synthetic patient: image and GTV mask on the same grid, and the truth that made them."""
+
+    image: sitk.Image
+    mask: sitk.Image
+    egfr: str
+    lesions: list[dict]
+    site: str
+    wm_intensity: float = 1.0  # nominal WM intensity in image units (before bias and noise)
+    acquisition: dict | None = None
+
+
+def _resample(source: sitk.Image, acq: Acquisition, transform: sitk.Transform, n_sub: int,
+              start: tuple[int, int, int] = (0, 0, 0), size: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Linear resampling onto sub-slices, averaged to the slice profile -> [slice, row, col]."""
+    ref = acq.reference(n_sub, start, size)
+    out = sitk.GetArrayFromImage(sitk.Resample(source, ref, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    return out.reshape(-1, n_sub, *out.shape[1:]).mean(axis=1)
+
+
+def generate_case(seed: int, site: str = "internal", egfr: str | None = None, config: PhantomConfig | None = None) -> PhantomCase:
+    """One case, deterministic in (seed, site, egfr, config)."""
+    if site not in SITES:
+        raise ValueError(f"site must be one of {sorted(SITES)}, not {site!r}")
+    config = config or PhantomConfig()
+    bio_rng, anat_rng, scan_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    egfr_drawn = draw_egfr(bio_rng)
+    egfr = egfr or egfr_drawn
+    biology = draw_biology(bio_rng, egfr)
+
+    anat = load_anatomy()
+    dr = config.domain_randomisation
+    deformation = draw_deformation(anat, anat_rng, config.scale, config.max_rotation_deg, config.elastic_mm, config.elastic_smooth_mm)
+    n_vessels = int(anat_rng.integers(*config.vessels) * anat_rng.uniform(1.0 - 0.5 * dr, 1.0 + dr))
+    image = render_background(anat, anat_rng, dr, n_vessels)
+    centres = place_lesions(anat, anat_rng, biology)
+    renderers = [LesionRenderer(anat, deformation, anat_rng, b, c) for b, (c, _) in zip(biology, centres)]
+    for r in renderers:  # all oedema before any lesion, so no halo darkens a neighbour's rim
+        r.apply_oedema(image, anat.wm)
+    occupancy = np.zeros(anat.shape, np.float32)
+    for r in renderers:
+        r.apply_lesion(image, occupancy)
+    blur = anat_rng.uniform(0.0, 0.8 * dr)
+    if blur > 0.05:
+        image = ndimage.gaussian_filter(image, blur)
+
+    acq = draw_acquisition(scan_rng, site, deformation.approx_to_physical(anat.head_points), config.max_matrix)
+    image *= bias_field(anat.shape, scan_rng, acq.bias)
+    n_sub = max(1, int(np.ceil(acq.thickness_mm / config.sub_slice_mm - 1e-6)))
+    transform = deformation.transform
+    signal = _resample(anat.to_sitk(image.astype(np.float32)), acq, transform, n_sub)
+
+    sigma = np.float32(acq.noise)
+    n1 = scan_rng.standard_normal(signal.shape, dtype=np.float32)
+    n2 = scan_rng.standard_normal(signal.shape, dtype=np.float32)
+    signal = np.sqrt((signal + sigma * n1) ** 2 + (sigma * n2) ** 2) * np.float32(acq.wm_value)
+    if acq.dtype == "int16":
+        top = 4095 if site == "internal" else 32767
+        signal = np.clip(np.rint(signal), 0, top).astype(np.int16)
+
+    mask = np.zeros(signal.shape, np.uint8)
+    box = _lesion_box(acq, [r.centre_lps for r in renderers], [r.radius * 1.3 + 2.0 for r in renderers])
+    if box is not None:
+        start, size = box
+        occ = _resample(anat.to_sitk(occupancy), acq, transform, n_sub, start, size)
+        mask[start[2]:start[2] + size[2], start[1]:start[1] + size[1], start[0]:start[0] + size[0]] = occ >= 0.5
+
+    out_image = sitk.GetImageFromArray(signal)
+    out_mask = sitk.GetImageFromArray(mask)
+    for im in (out_image, out_mask):
+        im.SetSpacing(acq.spacing)
+        im.SetOrigin(tuple(float(v) for v in acq.origin))
+        im.SetDirection(tuple(float(v) for v in acq.direction.ravel()))
+    return PhantomCase(
+        image=out_image, mask=out_mask, egfr=egfr, site=site, wm_intensity=acq.wm_value,
+        lesions=[r.truth(region) for r, (_, region) in zip(renderers, centres)],
+        acquisition={"orientation": acq.orientation, "oblique_deg": acq.oblique_deg, "in_plane_mm": acq.in_plane_mm,
+                     "thickness_mm": acq.thickness_mm, "matrix": acq.matrix, "dtype": acq.dtype, "bias": acq.bias, "noise": acq.noise},
+    )
+
+
+def _lesion_box(acq: Acquisition, centres: list[np.ndarray], radii: list[float]) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+    """Index box (x, y, slice) holding every lesion: the mask is resampled only there."""
+    full = np.array([acq.matrix, acq.matrix, acq.n_slices])
+    lo, hi = full.copy(), np.zeros(3, int)
+    for c, r in zip(centres, radii):
+        idx = acq.physical_to_index(c)
+        reach = r / np.array(acq.spacing) + 1
+        lo = np.minimum(lo, np.floor(idx - reach).astype(int))
+        hi = np.maximum(hi, np.ceil(idx + reach).astype(int) + 1)
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, full)
+    if np.any(hi <= lo):
+        return None
+    return tuple(int(v) for v in lo), tuple(int(v) for v in hi - lo)
+
+
+def _write_atomic(image: sitk.Image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
+    sitk.WriteImage(image, str(tmp), useCompression=True)
+    os.replace(tmp, path)
+
+
+def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int = 0,
+                 progress: Callable[[float, str], None] | None = None, overwrite: bool = False,
+                 config: PhantomConfig | None = None) -> Path:
+    """Write n_cases to out_dir (imagesTr/, labelsTr/, cases.csv written last); returns cases.csv.
+
+    Case i's seed derives from (seed, site, i), so internal and external cohorts with the same
+    seed hold different patients; acquisition dates spread over 2018-2022 for temporal splits.
+    """
+    out_dir = Path(out_dir)
+    csv_path = out_dir / "cases.csv"
+    if csv_path.exists() and csv_path.stat().st_size > 0 and not overwrite:
+        raise FileExistsError(f"{csv_path} exists; pass overwrite=True to replace the cohort")
+    (out_dir / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
+    site_code = sum(ord(ch) << (8 * i) for i, ch in enumerate(site[:8]))
+    days = (LAST_DAY - FIRST_DAY).days
+    rows = []
+    for i in range(n_cases):
+        case_seed = int(np.random.SeedSequence([seed, site_code, i]).generate_state(1)[0])
+        case_id = f"{site}-{i:04d}"
+        if progress:
+            progress(i / n_cases, f"case {case_id}")
+        case = generate_case(case_seed, site, config=config)
+        image_rel, mask_rel = f"imagesTr/{case_id}.nii.gz", f"labelsTr/{case_id}.nii.gz"
+        _write_atomic(case.image, out_dir / image_rel)
+        _write_atomic(case.mask, out_dir / mask_rel)
+        acquired = FIRST_DAY + dt.timedelta(days=int(np.random.default_rng(case_seed).integers(days + 1)))
+        rows.append((case_id, image_rel, mask_rel, case.egfr, site, acquired.isoformat()))
+    tmp = csv_path.with_name(".cases.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows)
+    os.replace(tmp, csv_path)
+    if progress:
+        progress(1.0, f"{n_cases} cases in {out_dir}")
+    return csv_path
