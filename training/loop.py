@@ -43,7 +43,7 @@ from .slices import SliceCache, SliceDataset
 Progress = Callable[[float, str], None]
 LAST_FORMAT = "mtsa-train-state-1"
 # Fields that may change between an interrupted run and its resumption.
-_RESUMABLE = {"epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir"}
+_RESUMABLE = {"epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir", "max_minutes"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 200  # at most; early stopping usually ends the run first
     patience: int = 20
+    max_minutes: float | None = None  # wall-clock budget: no new epoch starts after it
     lr: float = 3e-4
     batch_size: int = 16
     net: NetConfig = field(default_factory=NetConfig)
@@ -174,6 +175,7 @@ def _validate(objective: nn.Module, loader: DataLoader, d: ddp.Dist, use_amp: bo
     with torch.no_grad():
         for batch in loader:
             image, mask, egfr = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "egfr"))
+            image = image.contiguous(memory_format=torch.channels_last)
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=use_amp):
                 total, _, seg, cls = objective(image, mask, egfr)
             n = image.shape[0]
@@ -239,7 +241,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
     train_loader = DataLoader(train_set, sampler=train_sampler, **loader_args)
     val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
 
-    net = MTSANet(cfg.net)
+    net = MTSANet(cfg.net).to(memory_format=torch.channels_last)  # ~1.8x faster convolutions on CPU
     loss = MultiTaskLoss(cfg.loss, two_tasks=cfg.net.segmentation and cfg.net.classification)
     objective: nn.Module = Objective(net, loss).to(d.device)
     if d.world_size > 1:
@@ -279,8 +281,13 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
 
         writer = SummaryWriter(str(out / "tb"))
     first = state.epoch + 1
+    run_started = time.perf_counter()
     for epoch in range(first, cfg.epochs):
         if state.since_best >= cfg.patience:  # early-stopped (also when resuming a finished run)
+            break
+        if cfg.max_minutes is not None and time.perf_counter() - run_started > 60 * cfg.max_minutes:
+            if d.main:
+                tqdm.write(f"time budget of {cfg.max_minutes:g} min spent: stopping before epoch {epoch + 1}")
             break
         started = time.perf_counter()
         train_set.set_epoch(epoch)
@@ -291,6 +298,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (d.main and cfg.progress_bar), leave=False)
         for step, batch in enumerate(bar):
             image, mask, egfr = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "egfr"))
+            image = image.contiguous(memory_format=torch.channels_last)
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=use_amp):
                 total, parts, _, _ = objective(image, mask, egfr)
             optimizer.zero_grad(set_to_none=True)
@@ -396,12 +404,14 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     p.add_argument("--test-sites", help="site split: comma-separated test sites")
     p.add_argument("--epochs", type=int, default=200, help="at most (early stopping, --patience)")
     p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget; no epoch starts after it")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--input-size", type=int, default=384, help="model grid size S (multiple of 16)")
     p.add_argument("--width", type=int, default=32, help="channels of the first MSA block")
     p.add_argument("--spacing", type=float, default=1.0, help="in-plane spacing of the model grid (mm)")
     p.add_argument("--context", type=int, default=1, help="neighbour slices on each side (channels = 2*context+1)")
+    p.add_argument("--min-slice-mm", type=float, default=1.0, help="thinnest axial slice spacing of the model grid (mm)")
     p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weighting", choices=WEIGHTINGS, default="uncertainty")
@@ -424,11 +434,13 @@ def config_from_args(args: argparse.Namespace, command: str = "") -> TrainConfig
         in_channels=2 * args.context + 1, base_width=args.width, input_size=args.input_size,
         segmentation=args.task != "classification", classification=args.task != "segmentation",
     )
-    preprocess = PreprocessConfig(spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context)
+    preprocess = PreprocessConfig(
+        spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context, min_slice_mm=args.min_slice_mm
+    )
     return TrainConfig(
         data=args.data, out=args.out, split=args.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
         cutoff=args.cutoff, test_sites=tuple(s.strip() for s in args.test_sites.split(",")) if args.test_sites else None,
-        seed=args.seed, epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.batch_size,
+        seed=args.seed, epochs=args.epochs, patience=args.patience, max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size,
         net=net, preprocess=preprocess,
         loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha),
         free_share=args.free_share, augment=not args.no_augment, cache_dir=args.cache_dir, device=args.device,

@@ -56,6 +56,7 @@ class PhantomConfig:
     domain_randomisation: float = 0.0
     max_matrix: int | None = None
     sub_slice_mm: float = 1.0  # slice-profile sampling: the anatomy is 1 mm
+    skull_strip_probability: float = 0.0  # share of cases delivered skull-stripped, as many public sets are
 
 
 @dataclass
@@ -105,6 +106,8 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     if blur > 0.05:
         image = ndimage.gaussian_filter(image, blur)
 
+    if config.skull_strip_probability > 0 and scan_rng.uniform() < config.skull_strip_probability:
+        image[anat.outside > scan_rng.uniform(0.0, 2.0)] = 0.0  # strippers keep a varying sliver of dura
     acq = draw_acquisition(scan_rng, site, deformation.approx_to_physical(anat.head_points), config.max_matrix)
     image *= bias_field(anat.shape, scan_rng, acq.bias)
     n_sub = max(1, int(np.ceil(acq.thickness_mm / config.sub_slice_mm - 1e-6)))

@@ -17,15 +17,20 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     parser.add_argument("--site", default="internal", choices=["internal", "external"], help="scanner variation (PHANTOM.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cohort in --out")
+    parser.add_argument("--domain-randomisation", type=float, default=0.0, metavar="0-1",
+                        help="widen label-free appearance (contrast, vessels, blur) for sim-to-real training")
+    parser.add_argument("--skull-stripped", type=float, default=0.0, metavar="0-1",
+                        help="share of cases delivered skull-stripped, as many public data sets are")
     args = parser.parse_args(argv)
     if args.cases < 1:
         parser.error("--cases must be at least 1")
 
-    from .phantom import best_possible_accuracy, write_cohort
+    from .phantom import PhantomConfig, best_possible_accuracy, write_cohort
 
+    config = PhantomConfig(domain_randomisation=args.domain_randomisation, skull_strip_probability=args.skull_stripped)
     progress, close = _progress_bar(f"synth {args.site}")
     try:
-        csv_path = write_cohort(args.out, args.cases, site=args.site, seed=args.seed, progress=progress, overwrite=args.overwrite)
+        csv_path = write_cohort(args.out, args.cases, site=args.site, seed=args.seed, progress=progress, overwrite=args.overwrite, config=config)
     except FileExistsError as exc:
         raise MTSAError(str(exc)) from None
     finally:
