@@ -1,4 +1,4 @@
-"""The ``mtsa`` command: predict, demo, synth, train, evaluate, info.
+"""The ``mtsa`` command: predict, info, demo, synth, train, evaluate, ablations.
 
 Errors the user can fix are printed as one ``error: ...`` line on stderr with a non-zero status;
 tracebacks are for bugs only.
@@ -130,6 +130,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ("demo", "training.demo", "predict one synthetic case with the bundled model and compare with the truth"),
         ("train", "training.loop", "train MTSA-Net on a cohort folder"),
         ("evaluate", "training.evaluate", "evaluate a checkpoint on a cohort folder"),
+        ("ablations", "training.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)  # the module's own parser answers --help
         p.set_defaults(func=None, module=module, command=name)
