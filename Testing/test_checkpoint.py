@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_NET, TINY_PREP
 from MTSASegmenterLib.checkpoint import load_checkpoint, save_checkpoint
 from MTSASegmenterLib.config import ModelInfo, NetConfig, PreprocessConfig
-from MTSASegmenterLib.errors import CheckpointError
+from MTSASegmenterLib.errors import CheckpointError, OutputError
 from MTSASegmenterLib.network import MTSANet
 
 
@@ -84,10 +84,10 @@ def test_saving_is_atomic(tmp_path, monkeypatch):
     target.write_bytes(b"previous model")
 
     def broken_save(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(28, "disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk full"):
         save_checkpoint(target, MTSANet(TINY_NET), TINY_NET, TINY_PREP)
     assert target.read_bytes() == b"previous model"
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]

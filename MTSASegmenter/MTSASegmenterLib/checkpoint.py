@@ -8,9 +8,7 @@ and the preprocessing, so training and prediction cannot disagree.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import torch
 from .config import DEFAULT_TASKS, ModelInfo, NetConfig, PreprocessConfig, TaskSpec
 from .errors import CheckpointError
 from .network import MTSANet
+from .outputs import atomic_outputs
 
 FORMAT = "mtsa-checkpoint"
 FORMAT_VERSION = 1
@@ -62,15 +61,8 @@ def save_checkpoint(
         "extra": extra or {},
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_outputs([path]) as (tmp,):
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
