@@ -2,17 +2,25 @@
 
 Memory stays bounded by the volume itself: slices are stacked one batch at a time and only the
 GTV probability (one float32 per model voxel) and one EGFR probability per slice are kept.
+
+Speed: the network runs as an inference copy (BatchNorm folded into the convolutions, weights and
+activations channels-last), prepared once per network, device and set of weights and cached, so
+that Slicer, which predicts many volumes with one loaded model, pays for it once.
+``benchmarks/predict_speed.py`` holds the measurements behind these choices.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .errors import Cancelled, MTSAError
+from .network import fuse_batchnorm
 from .preprocess import stack_context
 
 Progress = Callable[[float, str], None]
@@ -54,6 +62,35 @@ class SliceOutputs:
     class_probability: dict[int, np.ndarray] = field(default_factory=dict)  # slice -> softmax over classes
 
 
+_PREPARED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, torch.nn.Module]]" = weakref.WeakKeyDictionary()
+
+
+def _weights_key(net: torch.nn.Module, device: torch.device) -> tuple:
+    """Changes when the weights are moved, replaced or updated in place (optimiser steps bump ``_version``)."""
+    tensors = chain(net.parameters(), net.buffers())
+    return (str(device), tuple((t.data_ptr(), t._version) for t in tensors))
+
+
+def inference_net(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``net`` ready for prediction on ``device``: an eval-mode copy, BatchNorm folded, channels-last; cached.
+
+    The copy costs one more set of weights, so it is only made for a network with BatchNorm (every
+    MTSA-Net); one without runs as it is, in eval mode. The cache follows the weights: a network
+    trained further, reloaded or moved is prepared again.
+    """
+    net.eval()
+    if not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()):
+        return net
+    key = _weights_key(net, device)
+    cached = _PREPARED.get(net)
+    if cached is None or cached[0] != key:
+        prepared = fuse_batchnorm(net).to(device)
+        if device.type == "cpu":
+            prepared = prepared.to(memory_format=torch.channels_last)
+        _PREPARED[net] = cached = (key, prepared)
+    return cached[1]
+
+
 def predict_slices(
     net: torch.nn.Module,
     volume: np.ndarray,
@@ -63,10 +100,16 @@ def predict_slices(
     batch_size: int,
     progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
+    *,
+    prepare: bool = True,
 ) -> SliceOutputs:
-    """Predict the listed slices of ``volume`` [z, y, x] in batches under ``torch.inference_mode``."""
+    """Predict the listed slices of ``volume`` [z, y, x] in batches under ``torch.inference_mode``.
+
+    ``prepare=False`` runs ``net`` exactly as given (eval mode only): the reference that the
+    prepared network (see ``inference_net``) is tested and benchmarked against.
+    """
     out = SliceOutputs(gtv_probability=np.zeros(volume.shape, dtype=np.float32), predicted=np.asarray(slices))
-    net.eval()
+    net = inference_net(net, device) if prepare else net.eval()
     total = len(slices)
     with torch.inference_mode():
         for start in range(0, total, batch_size):
