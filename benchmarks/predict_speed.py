@@ -329,18 +329,18 @@ class Bench:
         from MTSASegmenterLib.predictor import default_batch_size
 
         self.quick, self.folder = quick, folder
-        self.batch = default_batch_size(torch.device("cpu"))
         self.slices = {"demo": 32 if quick else 128, "full": 8 if quick else 16}
         checkpoints = make_checkpoints(folder)
         self.models: dict[str, dict[str, Any]] = {}
         for name, (net_cfg, _) in model_configs().items():
             g = complexity(net_cfg)[1]
             width, peer_g = peer_width(g, net_cfg.in_channels, net_cfg.input_size)
-            base = {"checkpoint": checkpoints[name]["path"], "batch": self.batch, "size": name}
+            batch = default_batch_size(torch.device("cpu"), net_cfg)  # the default path's own choice
+            base = {"checkpoint": checkpoints[name]["path"], "batch": batch, "size": name}
             self.models[f"MTSA-Net {name}"] = {**base, "gflops": g, "weights": checkpoints[name]["weights"]}
             self.models[f"BasicUNet w{width} (peer of {name})"] = {**base, "gflops": peer_g, "peer_width": width,
                                                                    "weights": "random"}
-        self.results: dict[str, Any] = {"machine": machine(), "quick": quick, "batch": self.batch, "models": self.models}
+        self.results: dict[str, Any] = {"machine": machine(), "quick": quick, "models": self.models}
         limit = run({"kind": "matmul", "n": 2048 if quick else 4096, "seconds": 2.0 if quick else 5.0})
         self.results["matmul"] = limit
         self.limit = limit["gflops_per_s"]
@@ -355,12 +355,12 @@ class Bench:
         rows, found = [], self.results.setdefault("network", {})
         for label, m in self.models.items():
             r = found[label] = run({"kind": "network", **m, "slices": self.slices[m["size"]]})
-            rows.append([label, f"{m['gflops']:.2f}"] + (
+            rows.append([label, f"{m['gflops']:.2f}", m["batch"]] + (
                 [r["error"], "", ""] if "error" in r else
                 [f"{r['slices_per_s']:.2f}", f"{self.share(m['gflops'], r['slices'], r['seconds']):.0%}",
                  f"{r['peak_above_model_mb']:.0f}"]))
-        say(f"\nNetwork only (predict_slices, batch {self.batch}, warm):")
-        say(table(["model", "GFLOPs/slice", "slices/s", "share of matmul limit", "peak above model (MB)"], rows))
+        say("\nNetwork only (predict_slices, default batch, warm):")
+        say(table(["model", "GFLOPs/slice", "batch", "slices/s", "share of matmul limit", "peak above model (MB)"], rows))
 
     def volumes(self) -> None:
         rows, found = [], self.results.setdefault("volumes", {})
@@ -418,7 +418,7 @@ class Bench:
         found = self.results.setdefault("levers", {})
         for label in ("MTSA-Net demo", "MTSA-Net full"):
             m = self.models[label]
-            runs = [(lever, self.batch) for lever in LEVERS] + [("default", b) for b in (1, 2, 8, 16) if b != self.batch]
+            runs = [(lever, m["batch"]) for lever in LEVERS] + [("default", b) for b in (1, 2, 4, 8, 16) if b != m["batch"]]
             for lever, b in runs:
                 r = found[f"{label} | {lever} | batch {b}"] = run(
                     {"kind": "network", **m, "batch": b, "lever": lever, "slices": self.slices[m["size"]]})

@@ -64,7 +64,7 @@ def predict_volume(
         slices,
         model.preprocess.context_slices,
         torch_device,
-        batch_size or default_batch_size(torch_device),
+        batch_size or default_batch_size(torch_device, model.net_config),
         network_progress,
         should_cancel,
     )

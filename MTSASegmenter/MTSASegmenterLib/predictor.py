@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .config import NetConfig
 from .errors import Cancelled, MTSAError
 from .network import fuse_batchnorm
 from .preprocess import stack_context
@@ -49,8 +50,18 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def default_batch_size(device: torch.device) -> int:
-    return 16 if device.type == "cuda" else 4
+_CPU_BATCH_PIXELS = 4 * 160 * 160 * 12  # batch x input_size^2 x base_width that stays in the CPU's caches
+
+
+def default_batch_size(device: torch.device, net_config: NetConfig | None = None) -> int:
+    """16 slices on a GPU; on the CPU as many as keep the activations cache-sized (measured:
+    the paper's 384 x 384 width-32 network runs 1.3x faster one slice at a time than four)."""
+    if device.type != "cpu":
+        return 16
+    if net_config is None:
+        return 4
+    per_slice = net_config.input_size**2 * net_config.base_width
+    return int(min(8, max(1, _CPU_BATCH_PIXELS // per_slice)))
 
 
 @dataclass
