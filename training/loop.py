@@ -33,6 +33,7 @@ from MTSASegmenterLib.checkpoint import save_checkpoint
 from MTSASegmenterLib.config import DEFAULT_TASKS, ModelInfo, NetConfig, PreprocessConfig
 from MTSASegmenterLib.errors import MTSAError
 from MTSASegmenterLib.network import MTSANet
+from MTSASegmenterLib.outputs import atomic_outputs
 
 from . import ddp
 from .augment import default_augmentation
@@ -274,6 +275,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
         "device": str(d.device),
         "torch": str(torch.__version__),
     }
+    code_version = _code_version()  # once per run, not a git subprocess per improved epoch
     writer = None
     log_path = out / "log.csv"
     if d.main:
@@ -332,7 +334,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
                     synthetic_only=cfg.synthetic_only,
                     training=provenance,
                     metrics={"best_epoch": epoch + 1, **state.best_metrics, "sigma_gtv": sigma_gtv, "sigma_egfr": sigma_egfr},
-                    code_version=_code_version(),
+                    code_version=code_version,
                 )
                 save_checkpoint(best_path, net, cfg.net, cfg.preprocess, tasks, info)
         else:
@@ -379,9 +381,8 @@ def _save_last(path: Path, net: nn.Module, loss: nn.Module, optimizer, scaler, s
         "state": asdict(state),
         "rng": _rng_state(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_outputs([path]) as (tmp,):
+        torch.save(payload, tmp)
 
 
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
