@@ -500,7 +500,7 @@ class MTSASegmenterTest(ScriptedLoadableModuleTest):
 
         self.delayDisplay("Bridge: oblique volume round trip")
         volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "oblique")
-        array = np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8)
+        array = np.arange(6 * 18 * 20, dtype=np.int16).reshape(6, 18, 20)  # >= one 16 x 16 slice
         slicer.util.updateVolumeFromArray(volume, array)
         ijkToRas = vtk.vtkMatrix4x4()
         transform = vtk.vtkTransform()

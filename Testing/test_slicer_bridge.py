@@ -36,7 +36,7 @@ def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
 LPS_DIRECTION = _rotation(0.2, -0.15, 0.35)
 SPACING = (0.9, 1.1, 3.0)
 LPS_ORIGIN = (10.5, -20.25, 30.0)
-SHAPE_ZYX = (7, 12, 15)
+SHAPE_ZYX = (7, 18, 20)  # at least one 16 x 16 slice, as validate_image requires
 
 
 def _ijk_to_ras() -> np.ndarray:
@@ -330,3 +330,15 @@ def test_demo_model_end_to_end(scene, tmp_path):
     known = sitk.GetArrayFromImage(sitk.ReadImage(str(case.with_name("phantom_case_mask.nrrd")))) > 0
     dice = 2 * np.logical_and(predicted, known).sum() / max(1, predicted.sum() + known.sum())
     assert dice >= 0.7, dice
+
+
+def test_a_constant_volume_node_is_refused_like_a_file(scene):
+    """The Slicer path applies the same input checks as mtsa predict."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "blank")
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(20, 20, 20)
+    image_data.AllocateScalars(vtk.VTK_SHORT, 1)
+    image_data.GetPointData().GetScalars().Fill(0)
+    node.SetAndObserveImageData(image_data)
+    with pytest.raises(InputError, match="blank: all voxels have the same value"):
+        slicer_bridge.volume_node_to_image(node)

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 
 from . import terminology
 from .errors import InputError, OutputError
+from .imageio import validate_image
 
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -106,6 +107,7 @@ def volume_node_to_image(volume_node) -> sitk.Image:
     image.SetSpacing(tuple(float(s) for s in spacing))
     image.SetDirection(tuple(float(d) for d in direction.ravel()))
     image.SetOrigin(tuple(float(o) for o in _LPS_FROM_RAS @ m[:3, 3]))
+    validate_image(image, name)  # the same refusals as a file given to mtsa predict
     return image
 
 
