@@ -47,7 +47,6 @@ def predict_volume(
     """Preprocess, predict the slices that hold tissue, map the GTV back and build the report."""
     start = time.perf_counter()
     torch_device = select_device(device)
-    model.net.to(torch_device)
     report_progress = progress or (lambda fraction, message: None)
     report_progress(0.0, "preprocessing")
     grid = ModelGrid.for_image(image, model.preprocess)

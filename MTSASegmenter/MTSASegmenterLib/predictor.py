@@ -86,12 +86,13 @@ def inference_net(net: torch.nn.Module, device: torch.device) -> torch.nn.Module
     """``net`` ready for prediction on ``device``: an eval-mode copy, BatchNorm folded, channels-last; cached.
 
     The copy costs one more set of weights, so it is only made for a network with BatchNorm (every
-    MTSA-Net); one without runs as it is, in eval mode. The cache follows the weights: a network
-    trained further, reloaded or moved is prepared again.
+    MTSA-Net); one without runs as it is, in eval mode, moved to ``device``. The loaded network
+    itself stays where it was, so a GPU holds one copy of the weights, not two. The cache follows
+    the weights: a network trained further, reloaded or moved is prepared again.
     """
     net.eval()
     if not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()):
-        return net
+        return net.to(device)
     key = _weights_key(net, device)
     cached = _PREPARED.get(net)
     if cached is None or cached[0] != key:
