@@ -203,7 +203,10 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
     """Train; returns the path of the best checkpoint (lowest validation loss)."""
     d = ddp.setup(cfg.device)
     try:
-        return _train(cfg, d, progress)
+        best = _train(cfg, d, progress)
+        # Leave together: a rank that tears down while rank 0 still writes aborts in gloo's threads.
+        ddp.barrier(d)
+        return best
     finally:
         ddp.teardown(d)
 
@@ -465,6 +468,13 @@ def main(argv: list[str] | None = None, prog: str = "mtsa train") -> int:
         return 1
     if os.environ.get("RANK", "0") == "0":
         print(best)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and __name__ == "__main__":
+        # Under torchrun, gloo's worker threads can abort the interpreter's finalisation after a
+        # finished run (SIGABRT, "terminate called without an active exception"; seen on a busy
+        # 2-core CPU): everything is written and the process group destroyed, so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
