@@ -72,6 +72,17 @@ class BrightnessNet(torch.nn.Module):
         return seg, cls
 
 
+def randomise_batchnorm(net: torch.nn.Module, mean: float, bias: float) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters, so that folding them is really tested."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-mean, mean)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-bias, bias)
+
+
 TINY_NET = NetConfig(in_channels=3, base_width=4, input_size=64)
 TINY_PREP = PreprocessConfig(spacing_mm=3.0, input_size=64, min_slice_mm=3.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conftest import TINY_NET
+from conftest import TINY_NET, randomise_batchnorm
 from MTSASegmenterLib.metrics import dice
 from MTSASegmenterLib.network import MTSANet
 from MTSASegmenterLib.predictor import inference_net, predict_slices
@@ -18,13 +18,8 @@ def trained_looking_net() -> MTSANet:
     GTV bias that puts about half the pixels above 0.5 (so the masks compared are not empty)."""
     torch.manual_seed(0)
     net = MTSANet(TINY_NET).eval()
+    randomise_batchnorm(net, mean=0.5, bias=0.2)
     with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
         seg, _ = net(torch.rand(2, TINY_NET.in_channels, 64, 64) * 2)
         net.decoder.head.bias -= seg.median()
     return net

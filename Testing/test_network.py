@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import randomise_batchnorm
 
 from MTSASegmenterLib.complexity import complexity, describe
 from MTSASegmenterLib.config import NetConfig
@@ -96,13 +97,7 @@ def test_classifier_has_16_tokens(size: int) -> None:
 
 def test_fuse_batchnorm_matches() -> None:
     model = build(small(in_channels=3))
-    with torch.no_grad():  # non-trivial BN statistics and affine parameters
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
+    randomise_batchnorm(model, mean=1.0, bias=0.5)
     model.eval()
     fused = fuse_batchnorm(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
