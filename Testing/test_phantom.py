@@ -83,3 +83,19 @@ def test_biology_separates_labels():
     assert counts["mutant"] > counts["wild-type"]
     sizes = [les.diameter_mm for _ in range(500) for les in draw_biology(rng, "mutant")]
     assert 3.0 <= min(sizes) and max(sizes) <= 35.0
+
+
+def test_training_randomisation_knobs(case):
+    """Thick slices and large cysts are drawn from their own stream: with both off, the case is
+    unchanged; with both on, the scan is thick-sliced and the unlabelled cyst is in the mask."""
+    off = generate_case(3, "internal", egfr="wild-type", config=CHEAP)
+    assert np.array_equal(sitk.GetArrayFromImage(off.image), sitk.GetArrayFromImage(case.image))
+    config = PhantomConfig(max_matrix=128, vessels=(20, 30), thick_slice_probability=1.0, large_cyst_probability=1.0)
+    on = generate_case(3, "internal", egfr="wild-type", config=config)
+    thickness = on.acquisition["thickness_mm"]
+    assert SITES["external"].thickness_mm[0] <= thickness <= SITES["external"].thickness_mm[1] and thickness != 1.0
+    assert on.egfr == "" and len(on.lesions) == len(case.lesions) + 1
+    cyst = max(on.lesions, key=lambda les: les["diameter_mm"])
+    assert cyst["diameter_mm"] >= 25.0 and cyst["necrotic"]
+    voxel_ml = np.prod(on.mask.GetSpacing()) / 1000
+    assert sitk.GetArrayFromImage(on.mask).sum() * voxel_ml > 0.3 * np.pi / 6 * (cyst["diameter_mm"] / 10) ** 3

@@ -28,7 +28,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .phantom_anatomy import load_anatomy, render_background
-from .phantom_biology import best_possible_accuracy, draw_biology, draw_egfr
+from .phantom_biology import LesionBiology, best_possible_accuracy, draw_biology, draw_egfr
 from .phantom_geometry import SITES, Acquisition, bias_field, draw_acquisition, draw_deformation
 from .phantom_lesions import LesionRenderer, place_lesions
 
@@ -45,6 +45,10 @@ class PhantomConfig:
     domain_randomisation in [0, 1] widens appearance knobs that carry no label (GM and CSF
     contrast, dura and fat brightness, vessel count, an extra point-spread blur) for sim-to-real
     training; it never touches the lesion table or the lesion intensity ranges.
+    thick_slice_probability: share of cases scanned with slices of the full range (PHANTOM.md,
+    0.9-6.5 mm) whatever the site, so a model trained on one site has seen partial volume.
+    large_cyst_probability: share of cases given one extra large cystic metastasis (25-50 mm,
+    necrotic) outside the EGFR table; such cases carry no EGFR label, so the biology stays exact.
     max_matrix caps the in-plane matrix for cheap test cases (the spacing then leaves the site range).
     """
 
@@ -57,6 +61,8 @@ class PhantomConfig:
     max_matrix: int | None = None
     sub_slice_mm: float = 1.0  # slice-profile sampling: the anatomy is 1 mm
     skull_strip_probability: float = 0.0  # share of cases delivered skull-stripped, as many public sets are
+    thick_slice_probability: float = 0.0
+    large_cyst_probability: float = 0.0
 
 
 @dataclass
@@ -85,10 +91,15 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     if site not in SITES:
         raise ValueError(f"site must be one of {sorted(SITES)}, not {site!r}")
     config = config or PhantomConfig()
-    bio_rng, anat_rng, scan_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    # A fourth stream for the randomisation knobs keeps the first three (and old cohorts) unchanged.
+    bio_rng, anat_rng, scan_rng, dr_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
     egfr_drawn = draw_egfr(bio_rng)
     egfr = egfr or egfr_drawn
     biology = draw_biology(bio_rng, egfr)
+    thick = dr_rng.uniform() < config.thick_slice_probability
+    if dr_rng.uniform() < config.large_cyst_probability:
+        biology = biology + [large_cyst(dr_rng)]
+        egfr = ""  # outside the EGFR table: unlabelled for the classifier, still a GTV for segmentation
 
     anat = load_anatomy()
     dr = config.domain_randomisation
@@ -108,7 +119,8 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
 
     if config.skull_strip_probability > 0 and scan_rng.uniform() < config.skull_strip_probability:
         image[anat.outside > scan_rng.uniform(0.0, 2.0)] = 0.0  # strippers keep a varying sliver of dura
-    acq = draw_acquisition(scan_rng, site, deformation.approx_to_physical(anat.head_points), config.max_matrix)
+    acq = draw_acquisition(scan_rng, site, deformation.approx_to_physical(anat.head_points), config.max_matrix,
+                           SITES["external"].thickness_mm if thick else None)
     image *= bias_field(anat.shape, scan_rng, acq.bias)
     n_sub = max(1, int(np.ceil(acq.thickness_mm / config.sub_slice_mm - 1e-6)))
     transform = deformation.transform
@@ -141,6 +153,12 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
         acquisition={"orientation": acq.orientation, "oblique_deg": acq.oblique_deg, "in_plane_mm": acq.in_plane_mm,
                      "thickness_mm": acq.thickness_mm, "matrix": acq.matrix, "dtype": acq.dtype, "bias": acq.bias, "noise": acq.noise},
     )
+
+
+def large_cyst(rng: np.random.Generator) -> LesionBiology:
+    """A large necrotic metastasis like those of public sets (BraTS-METS), which the EGFR table rarely draws."""
+    return LesionBiology(diameter_mm=float(rng.uniform(25.0, 50.0)), necrotic=True,
+                         oedema_extent=float(rng.uniform(0.3, 1.8)), texture=float(rng.uniform(0.04, 0.18)))
 
 
 def _lesion_box(acq: Acquisition, centres: list[np.ndarray], radii: list[float]) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:

@@ -140,8 +140,12 @@ class Acquisition:
         return (self.direction.T @ (np.asarray(p) - self.origin)) / np.array(self.spacing)
 
 
-def draw_acquisition(rng: np.random.Generator, site: str, head_points: np.ndarray, max_matrix: int | None) -> Acquisition:
-    """Scanner draw: orientation first, then a matrix and spacing whose field of view holds the head."""
+def draw_acquisition(rng: np.random.Generator, site: str, head_points: np.ndarray, max_matrix: int | None,
+                     thickness_mm: tuple[float, float] | None = None) -> Acquisition:
+    """Scanner draw: orientation first, then a matrix and spacing whose field of view holds the head.
+
+    ``thickness_mm`` replaces the site's slice-thickness range (domain randomisation of training data).
+    """
     spec = SITES[site]
     orientation = spec.orientations[int(rng.integers(len(spec.orientations)))]
     direction = BASE_DIRECTIONS[orientation]
@@ -159,7 +163,7 @@ def draw_acquisition(rng: np.random.Generator, site: str, head_points: np.ndarra
     if max_matrix is not None and matrix > max_matrix:  # cheap test grids only: spacing leaves the site range
         in_plane *= matrix / max_matrix
         matrix = max_matrix
-    thickness = float(rng.uniform(*spec.thickness_mm))
+    thickness = float(rng.uniform(*(thickness_mm or spec.thickness_mm)))
     n_slices = int(np.ceil((hi[2] - lo[2]) / thickness))
     centre = direction @ ((lo + hi) / 2.0) + rng.uniform(-3.0, 3.0, 3)
     half = np.array([(matrix - 1) / 2 * in_plane, (matrix - 1) / 2 * in_plane, (n_slices - 1) / 2 * thickness])

@@ -21,13 +21,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
                         help="widen label-free appearance (contrast, vessels, blur) for sim-to-real training")
     parser.add_argument("--skull-stripped", type=float, default=0.0, metavar="0-1",
                         help="share of cases delivered skull-stripped, as many public data sets are")
+    parser.add_argument("--thick-slices", type=float, default=0.0, metavar="0-1",
+                        help="share of cases scanned with 0.9-6.5 mm slices whatever the site")
+    parser.add_argument("--large-cysts", type=float, default=0.0, metavar="0-1",
+                        help="share of cases with an extra 25-50 mm cystic lesion (these carry no EGFR label)")
     args = parser.parse_args(argv)
     if args.cases < 1:
         parser.error("--cases must be at least 1")
 
     from .phantom import PhantomConfig, best_possible_accuracy, write_cohort
 
-    config = PhantomConfig(domain_randomisation=args.domain_randomisation, skull_strip_probability=args.skull_stripped)
+    config = PhantomConfig(domain_randomisation=args.domain_randomisation, skull_strip_probability=args.skull_stripped,
+                           thick_slice_probability=args.thick_slices, large_cyst_probability=args.large_cysts)
     progress, close = _progress_bar(f"synth {args.site}")
     try:
         csv_path = write_cohort(args.out, args.cases, site=args.site, seed=args.seed, progress=progress, overwrite=args.overwrite, config=config)
