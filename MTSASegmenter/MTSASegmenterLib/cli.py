@@ -1,4 +1,4 @@
-"""The ``mtsa`` command: predict, info, demo, synth, train, evaluate, ablations.
+"""The ``mtsa`` command: predict, info, demo, synth, train, fit-head, evaluate, ablations.
 
 Errors the user can fix are printed as one ``error: ...`` line on stderr with a non-zero status;
 tracebacks are for bugs only.
@@ -129,6 +129,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ("synth", "training.synth_cli", "generate a synthetic cohort (shared/docs/PHANTOM.md)"),
         ("demo", "training.demo", "predict one synthetic case with the bundled model and compare with the truth"),
         ("train", "training.loop", "train MTSA-Net on a cohort folder"),
+        ("fit-head", "training.patient_head", "fit the patient-level EGFR model (lesion features) of a trained network"),
         ("evaluate", "training.evaluate", "evaluate a checkpoint on a cohort folder"),
         ("ablations", "training.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
     ):

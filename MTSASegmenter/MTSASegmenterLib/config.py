@@ -91,8 +91,9 @@ class TaskSpec:
     name: str
     kind: str  # "segmentation" | "binary"
     classes: tuple[str, ...] = ()  # for classification heads: class names, positive class last
-    aggregation: str = ""  # patient-level rule, e.g. "top_area_half_mean"
+    aggregation: str = ""  # patient-level rule: "top_area_half_mean" (the paper's) or "lesion_logistic"
     threshold: float = 0.5
+    patient_model: dict[str, Any] = field(default_factory=dict)  # lesion_logistic: LogisticModel.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,14 +1,22 @@
-"""Patient-level EGFR call from per-slice probabilities, as the paper does it (Zhou et al. 2023, Fig. 5).
+"""Patient-level EGFR call.
 
-Slices are ranked by predicted GTV area; the mean mutation probability of the upper 50% of the
-slices that show GTV is the patient's probability; mutant if it exceeds the threshold. Without
-any predicted GTV there is no tumour to read the genotype from: the call is indeterminate.
+``top_area_half_mean``, as the paper does it (Zhou et al. 2023, Fig. 5): slices are ranked by
+predicted GTV area; the mean mutation probability of the upper 50% of the slices that show GTV is
+the patient's probability; mutant if it exceeds the threshold.
+``lesion_logistic``: a logistic model (fitted after training, stored in the checkpoint) over the
+features of every predicted lesion and that slice probability, because the genotype also shows
+in how many lesions there are and how they differ, which no single slice holds.
+Without any predicted GTV there is no tumour to read the genotype from: the call is indeterminate.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
+
+from .lesion_features import LesionFeatures, patient_features
+from .patient_model import LogisticModel
 
 
 def aggregate_top_area_half(
@@ -25,4 +33,28 @@ def aggregate_top_area_half(
         "call": "mutant" if probability > threshold else "wild-type",
         "threshold": threshold,
         "slices_used": sorted(int(z) for z in used),
+    }
+
+
+def aggregate_lesion_logistic(
+    areas_mm2: Mapping[int, float], probabilities: Mapping[int, float], lesions: list[LesionFeatures],
+    model: LogisticModel, threshold: float = 0.5,
+) -> dict[str, Any]:
+    """The paper's slice probability and the lesion features, weighed by ``model``; the features
+    and each one's contribution to the logit are returned as the evidence."""
+    paper = aggregate_top_area_half(areas_mm2, probabilities, threshold)
+    if paper["probability"] is None or not lesions:
+        return {**paper, "probability": None, "call": "indeterminate", "evidence": None}
+    values = {**patient_features(lesions), "slice_probability": paper["probability"]}
+    probability = model.probability(values)
+    contributions = {name: round(c * (values[name] - m) / s, 4)
+                     for name, m, s, c in zip(model.features, model.mean, model.scale, model.coef)}
+    return {
+        "probability": probability,
+        "call": "mutant" if probability > threshold else "wild-type",
+        "threshold": threshold,
+        "slices_used": paper["slices_used"],
+        "slice_probability": paper["probability"],
+        "evidence": {"features": {k: round(v, 4) for k, v in values.items()}, "logit_contributions": contributions,
+                     "lesions": [les.to_dict() for les in lesions]},
     }

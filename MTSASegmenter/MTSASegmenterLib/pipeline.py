@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from .checkpoint import LoadedModel
-from .egfr import aggregate_top_area_half
+from .egfr import aggregate_lesion_logistic, aggregate_top_area_half
+from .lesion_features import measure_lesions
+from .patient_model import LogisticModel
 from .lesions import find_lesions
 from .predictor import Progress, ShouldCancel, SliceOutputs, default_batch_size, predict_slices, select_device
 from .preprocess import ModelGrid
@@ -26,6 +29,7 @@ class Prediction:
     report: dict[str, Any]
     grid: ModelGrid
     slices: SliceOutputs
+    volume: np.ndarray  # the normalised input on the model grid [z, y, x]
 
 
 def orientation_code(image: sitk.Image) -> str:
@@ -72,11 +76,11 @@ def predict_volume(
     probability = grid.grid_to_image(outputs.gtv_probability, image)
     mask = sitk.Cast(probability >= 0.5, sitk.sitkUInt8)
     mask.CopyInformation(image)
-    report = build_report(image, mask, grid, outputs, model, case=case, source=source)
+    report = build_report(image, mask, grid, outputs, model, case=case, source=source, volume=volume)
     report["device"] = str(torch_device)
     report["timing"] = {"total_s": round(time.perf_counter() - start, 3), "inference_s": round(inference_s, 3)}
     report_progress(1.0, "done")
-    return Prediction(mask=mask, report=report, grid=grid, slices=outputs)
+    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume)
 
 
 def build_report(
@@ -88,7 +92,9 @@ def build_report(
     *,
     case: str,
     source: str,
+    volume: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """The report; ``volume`` (the normalised model-grid volume) is needed by lesion-feature heads."""
     pixel_mm2 = model.preprocess.spacing_mm**2
     areas = {int(z): float((outputs.gtv_probability[z] >= 0.5).sum() * pixel_mm2) for z in outputs.class_probability}
     positions = grid.slice_positions_mm
@@ -124,7 +130,14 @@ def build_report(
         if task.kind != "binary":
             continue
         positive = {z: float(p[-1]) for z, p in outputs.class_probability.items()}
-        head = aggregate_top_area_half(areas, positive, task.threshold)
+        if task.aggregation == "lesion_logistic":
+            if volume is None:
+                raise ValueError(f"the {task.name} head reads lesion features: build_report needs the model-grid volume")
+            spacing_zyx = tuple(float(s) for s in grid.reference.GetSpacing()[::-1])
+            lesions = measure_lesions(volume, outputs.gtv_probability >= 0.5, spacing_zyx)
+            head = aggregate_lesion_logistic(areas, positive, lesions, LogisticModel.from_dict(task.patient_model), task.threshold)
+        else:
+            head = aggregate_top_area_half(areas, positive, task.threshold)
         head["slice_probabilities"] = {str(z): round(p, 5) for z, p in sorted(positive.items())}
         head["slice_gtv_area_mm2"] = {str(z): round(a, 2) for z, a in sorted(areas.items()) if a > 0}
         head["slice_position_mm"] = {str(z): round(float(positions[z]), 3) for z in sorted(positive)}

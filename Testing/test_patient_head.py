@@ -1,0 +1,146 @@
+"""Patient-level EGFR model: lesion features measured on known lesions, the logistic fit against
+scikit-learn, the checkpoint round trip, and ``mtsa fit-head`` end to end."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from MTSASegmenterLib.checkpoint import load_checkpoint
+from MTSASegmenterLib.egfr import aggregate_lesion_logistic
+from MTSASegmenterLib.errors import CheckpointError
+from MTSASegmenterLib.lesion_features import LesionFeatures, measure_lesions, patient_features
+from MTSASegmenterLib.patient_model import LogisticModel, fit_logistic
+from test_evaluate import stand_in, trained, write_exact_cohort  # noqa: F401 (trained is a fixture)
+
+from training.cohort import read_cohort
+from training import patient_head
+from training.patient_head import FEATURES, fit_head, fitting_cases, main
+
+SPACING = (2.0, 1.0, 1.0)
+
+
+def _ball(shape, centre, radius_mm, spacing=SPACING) -> np.ndarray:
+    grids = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing)), indexing="ij")
+    return sum((g - c * s) ** 2 for g, c, s in zip(grids, centre, spacing)) <= radius_mm**2
+
+
+def _lesion(necrotic: bool, oedema: bool, texture: float, radius_mm: float = 9.0) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised volume (tissue 1.0) with one lesion of enhancement 1.8, and its GTV."""
+    rng = np.random.default_rng(0)
+    shape, centre = (40, 80, 80), (20, 40, 40)
+    gtv = _ball(shape, centre, radius_mm)
+    volume = np.ones(shape, np.float32)
+    if oedema:
+        volume[_ball(shape, centre, radius_mm * 1.8) & ~gtv] = 0.8
+    volume[gtv] = 1.8 * (1.0 + texture * rng.standard_normal(int(gtv.sum())))
+    if necrotic:
+        volume[_ball(shape, centre, radius_mm - 3.0)] = 0.5
+    return volume, gtv
+
+
+def test_features_of_known_lesions() -> None:
+    solid = measure_lesions(*_lesion(False, False, 0.10), SPACING)
+    assert len(solid) == 1
+    les = solid[0]
+    assert abs(les.diameter_mm - 18.0) < 1.0 and not les.necrotic
+    assert 0.08 < les.texture < 0.12 and abs(les.oedema) < 0.02
+    necrotic = measure_lesions(*_lesion(True, True, 0.05), SPACING)[0]
+    assert necrotic.necrotic and necrotic.oedema > 0.1
+
+
+def test_small_components_are_not_lesions_and_sums_grow_with_count() -> None:
+    volume, gtv = _lesion(False, False, 0.1)
+    gtv = gtv.copy()
+    gtv[2, 2, 2] = True  # one voxel: 0.002 mL
+    assert len(measure_lesions(volume, gtv, SPACING)) == 1
+    one = LesionFeatures(12.0, 0.0, 0.1, 0.1)
+    f1, f2 = patient_features([one]), patient_features([one, one])
+    assert f2["lesion_count"] == 2 and f2["oedema_sum"] == 2 * f1["oedema_sum"] and f2["texture_max"] == f1["texture_max"]
+    assert patient_features([])["lesion_count"] == 0
+
+
+def test_logistic_fit_equals_scikit_learn() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3)) * [1.0, 5.0, 0.1] + [0.0, 10.0, 1.0]
+    y = (x[:, 0] + 0.2 * x[:, 1] + rng.normal(size=200) > 2.0).astype(int)
+    ours = fit_logistic(x, y, ("a", "b", "c"), l2=2.0)
+    z = (x - x.mean(0)) / x.std(0)
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10000).fit(z, y)  # C = 1 / l2
+    np.testing.assert_allclose(ours.coef, ref.coef_[0], atol=1e-5)
+    assert abs(ours.intercept - ref.intercept_[0]) < 1e-5
+    p = ours.probability(dict(zip("abc", x[0])))
+    assert abs(p - ref.predict_proba(z[:1])[0, 1]) < 1e-6
+
+
+def test_logistic_model_round_trip_and_bad_data() -> None:
+    model = LogisticModel(("a", "b"), (0.0, 1.0), (1.0, 2.0), (0.5, -1.0), 0.1)
+    assert LogisticModel.from_dict(model.to_dict()) == model
+    with pytest.raises(CheckpointError):
+        LogisticModel.from_dict({**model.to_dict(), "coef": [1.0]})
+    with pytest.raises(CheckpointError):
+        LogisticModel.from_dict({**model.to_dict(), "kind": "forest"})
+    with pytest.raises(ValueError, match="b"):
+        model.probability({"a": 1.0})
+
+
+def test_lesion_head_reports_its_evidence_and_is_indeterminate_without_gtv() -> None:
+    model = LogisticModel(FEATURES, tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES),
+                          tuple(1.0 if f == "lesion_count" else 0.0 for f in FEATURES), -1.5)
+    lesions = [LesionFeatures(12.0, 0.0, 0.1, 0.1)] * 2
+    head = aggregate_lesion_logistic({3: 50.0}, {3: 0.2}, lesions, model)
+    assert head["call"] == "mutant" and abs(head["probability"] - 1 / (1 + np.exp(-0.5))) < 1e-9
+    assert head["evidence"]["logit_contributions"]["lesion_count"] == 2.0 and len(head["evidence"]["lesions"]) == 2
+    assert aggregate_lesion_logistic({3: 0.0}, {3: 0.2}, [], model)["call"] == "indeterminate"
+
+
+def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact cohort: mutant patients get a second lesion, so the fitted head must call all of them right."""
+    cohort = write_exact_cohort(tmp_path / "exact", n=6)
+    for case in read_cohort(cohort):  # wild-type patients lose their second lesion
+        if case.egfr == 0:
+            for path in (case.image, case.mask):
+                image = sitk.ReadImage(str(path))
+                array = sitk.GetArrayFromImage(image)
+                array[:, 32:, :] = 1000 if path == case.image else 0
+                out = sitk.GetImageFromArray(array)
+                out.CopyInformation(image)
+                sitk.WriteImage(out, str(path))
+    saved = {}
+    # The rule-based stand-in has no weights to store: capture what would be written instead.
+    monkeypatch.setattr(patient_head, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks, info=info))
+    summary = fit_head(stand_in(), read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False)
+    assert summary["training_accuracy"] == 1.0 and summary["patients"] == 6
+    head = next(t for t in saved["tasks"] if t.kind == "binary")
+    assert head.aggregation == "lesion_logistic" and saved["info"].metrics["patient_head"] == summary
+    rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
+    assert [float(r["lesion_count"]) for r in rows] == [2.0, 1.0] * 3
+
+
+def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:  # noqa: F811
+    cohort, checkpoint = trained
+    model = load_checkpoint(checkpoint)
+    cases = fitting_cases(cohort, model)
+    test_ids = set(model.info.training["split"]["test"]["case_ids"])
+    assert cases and not test_ids & {c.case_id for c in cases}
+    out = tmp_path / "head.pt"
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out), "--device", "cpu"]) == 0
+    loaded = load_checkpoint(out)
+    assert loaded.task("binary").aggregation == "lesion_logistic"
+    assert LogisticModel.from_dict(loaded.task("binary").patient_model).features == FEATURES
+    payload = torch.load(out, weights_only=True)
+    assert all(torch.equal(payload["state_dict"][k], v) for k, v in model.net.state_dict().items())
+    # refuses to overwrite, and refuses a cohort the model was not trained on
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out)]) == 2
+    other = write_exact_cohort(tmp_path / "other")
+    assert main(["--model", str(checkpoint), "--data", str(other), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].startswith("error:") and "exists" in err[-2]
+    assert err[-1].startswith("error:") and "not the cohort" in err[-1]
+    assert not (tmp_path / "x.pt").exists()
