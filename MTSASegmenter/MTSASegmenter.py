@@ -285,18 +285,25 @@ class MTSASegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.callValueLabel.styleSheet = ""
         self.ui.probabilityValueLabel.text = report_view.NOT_AVAILABLE
         self.ui.slicesUsedValueLabel.text = report_view.NOT_AVAILABLE
+        self.ui.otherHeadsValueLabel.text = ""
         self.ui.gtvVolumeValueLabel.text = report_view.NOT_AVAILABLE
         self.ui.lesionTable.setRowCount(0)
         self.ui.showPlotInLayoutButton.enabled = False
 
     def showResults(self, report: dict) -> None:
         self._report = report
-        egfr = report.get("egfr") or {}
+        head = report_view.primary_head(report)  # the heads come from the model's checkpoint
+        self.ui.egfrCollapsibleButton.text = head["name"]
         callText, callColor = report_view.call_text(report)
         self.ui.callValueLabel.text = callText
         self.ui.callValueLabel.styleSheet = f"QLabel {{ color: {callColor}; font-weight: bold; }}"
-        self.ui.probabilityValueLabel.text = report_view.format_probability(egfr.get("probability"))
+        self.ui.probabilityLabel.text = report_view.probability_label(report)
+        self.ui.probabilityValueLabel.text = report_view.probability_text(report)
         self.ui.slicesUsedValueLabel.text = report_view.slices_used_text(report)
+        others = report_view.other_heads_text(report)
+        self.ui.otherHeadsValueLabel.text = others
+        self.ui.otherHeadsLabel.setVisible(bool(others))
+        self.ui.otherHeadsValueLabel.setVisible(bool(others))
         self.ui.gtvVolumeValueLabel.text = report_view.gtv_text(report)
         self.ui.statusLabel.text = report_view.status_text(report)
         synthetic = bool((report.get("model") or {}).get("synthetic_only", False))
@@ -315,7 +322,9 @@ class MTSASegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         xs, ys = report_view.slice_curve(report)
         self._chartNode = slicer_bridge.egfr_plot_chart_node(
-            slicer.mrmlScene, xs, ys, float(egfr.get("threshold", 0.5)), chart_node=self._chartNode
+            slicer.mrmlScene, xs, ys, head.get("threshold"), chart_node=self._chartNode,
+            title=f"{head['name']}: {report_view.probability_label(report).rstrip(':').lower()} per slice",
+            probability=head["kind"] != "regression",
         )
         if self._plotViewNode is None or self._plotViewNode.GetScene() is None:
             self._plotViewNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotViewNode", "MTSASegmenter EGFR plot view")

@@ -12,12 +12,13 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from MTSASegmenterLib.config import PreprocessConfig
+from MTSASegmenterLib.config import DEFAULT_TASKS, PreprocessConfig, TaskSpec, head_tasks
 from MTSASegmenterLib.errors import InputError
 from training import slices
 from training.cohort import Case, read_cohort, split_cohort
-from training.losses import IGNORE
 from training.slices import SliceCache, SliceDataset, select_slices
+
+HEADS = head_tasks(DEFAULT_TASKS)
 
 TINY = PreprocessConfig(input_size=64, spacing_mm=1.0, context_slices=1)
 
@@ -89,7 +90,7 @@ def test_read_cohort_errors_name_file_and_row(tmp_path: Path, column: str, value
 
 def test_read_cohort_missing_column(tmp_path: Path) -> None:
     (tmp_path / "cases.csv").write_text("case_id,image,mask\n")
-    with pytest.raises(InputError, match="missing column.*egfr, site, acquired"):
+    with pytest.raises(InputError, match="missing column.*site, acquired"):
         read_cohort(tmp_path)
     with pytest.raises(InputError, match="no cases.csv"):
         read_cohort(tmp_path / "absent")
@@ -171,30 +172,51 @@ def test_slice_dataset(tmp_path: Path) -> None:
     cache = SliceCache(tmp_path / "cache", TINY)
     cached = [cache.get(c) for c in cases]
     n_tumour = sum(len(c.tumour_slices) for c in cached)
-    paper = SliceDataset(cached, context=1)
+    targets = [c.targets(HEADS) for c in cases]
+    paper = SliceDataset(cached, context=1, targets=targets)
     assert len(paper) == n_tumour
     item = paper[0]
     assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
-    assert item["mask"].sum() > 0 and item["egfr"].item() == cases[0].egfr
+    assert item["mask"].sum() > 0 and item["targets"].tolist() == [cases[0].egfr]
     volume = np.load(cached[0].image_npy)
     z = item["z"]
     assert torch.equal(item["image"][1], torch.from_numpy(volume[z]))  # centre channel = the slice
     assert torch.equal(item["image"][0], torch.from_numpy(volume[max(z - 1, 0)]))
 
-    mixed = SliceDataset(cached, context=1, free_share=0.5, seed=1)
+    mixed = SliceDataset(cached, context=1, free_share=0.5, seed=1, targets=targets)
     free = [i for i, (_, _, tumour) in enumerate(mixed.index) if not tumour]
     assert len(free) == len(mixed) - n_tumour > 0
-    assert mixed[free[0]]["egfr"].item() == IGNORE and mixed[free[0]]["mask"].sum() == 0
+    assert torch.isnan(mixed[free[0]]["targets"]).all() and mixed[free[0]]["mask"].sum() == 0
     before = list(mixed.index)
     mixed.set_epoch(1)
     assert len(mixed.index) == len(before)  # same length every epoch (DistributedSampler needs it)
 
 
 def test_select_slices_share() -> None:
-    case = slices.CachedCase("a", 1, Path("a"), Path("b"), tuple(range(10, 20)), tuple(range(0, 10)) + tuple(range(20, 60)))
+    case = slices.CachedCase("a", Path("a"), Path("b"), tuple(range(10, 20)), tuple(range(0, 10)) + tuple(range(20, 60)))
     rng = np.random.default_rng(0)
     assert len(select_slices([case], 0.0, rng)) == 10
     index = select_slices([case], 0.2, rng)
     assert sum(not t for *_, t in index) == round(0.25 * 10)
     with pytest.raises(ValueError):
         select_slices([case], 1.0, rng)
+
+
+def test_head_labels_come_from_their_columns(tmp_path: Path) -> None:
+    """A cohort without an egfr column but with other label columns: each head reads its own,
+    empty cells are unknown (NaN), and a bad cell is one error naming the case and column."""
+    folder = write_tiny_cohort(tmp_path / "c", n=2)
+    rows = list(csv.reader(open(folder / "cases.csv")))
+    header = [h for h in rows[0] if h != "egfr"] + ["er", "ki67"]
+    body = [[v for h, v in zip(rows[0], r) if h != "egfr"] + extra for r, extra in zip(rows[1:], (["positive", "12.5"], ["", "40"]))]
+    with open(folder / "cases.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *body])
+    heads = [TaskSpec("ER", "binary", ("negative", "positive")), TaskSpec("Ki-67", "regression", column="ki67", scale=100.0)]
+    cases = read_cohort(folder)
+    assert cases[0].egfr is None and cases[0].labels["er"] == "positive"
+    np.testing.assert_allclose(cases[0].targets(heads), [1.0, 0.125])
+    second = cases[1].targets(heads)
+    assert np.isnan(second[0]) and second[1] == pytest.approx(0.4)
+    bad = Case("x", Path("i"), Path("m"), None, "s", None, {"er": "maybe"})
+    with pytest.raises(InputError, match="case 'x': column 'er': 'maybe' is not one of 'negative', 'positive'"):
+        bad.targets(heads)

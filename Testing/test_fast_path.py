@@ -36,7 +36,7 @@ def test_prepared_network_gives_the_plain_masks():
     assert dice(fast.gtv_probability >= 0.5, reference) >= 0.999
     np.testing.assert_allclose(fast.gtv_probability, plain.gtv_probability, atol=1e-4)
     for z in slices:
-        np.testing.assert_allclose(fast.class_probability[z], plain.class_probability[z], atol=1e-4)
+        np.testing.assert_allclose(fast.class_logits[z], plain.class_logits[z], atol=1e-4)
 
 
 def test_prepared_once_per_set_of_weights_and_the_original_untouched():

@@ -126,7 +126,7 @@ def test_deterministic_initialisation() -> None:
         {"strip_kernels": (1,)},
         {"transformer_heads": 3},
         {"transformer_layers": 0},
-        {"num_classes": 1},
+        {"num_classes": 0},
         {"dropout": 1.0},
     ],
 )

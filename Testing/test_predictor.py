@@ -27,14 +27,15 @@ def test_batches_progress_and_outputs():
     assert net.calls == 3 and seen == sorted(seen) and seen[-1] == 1.0
     assert out.gtv_probability.shape == (10, 32, 32)
     assert (out.gtv_probability[:, 13, 13] > 0.99).all() and (out.gtv_probability[:, 6, 6] < 0.01).all()
-    assert sorted(out.class_probability) == list(range(10))
-    assert all(abs(p.sum() - 1) < 1e-5 for p in out.class_probability.values())
+    assert sorted(out.class_logits) == list(range(10))
+    lesion_area = (volume(10)[0] > 1.8).mean()  # the stand-in's mutant logit is 50 * area - 0.5
+    assert all(np.allclose(v, [0.0, 50 * lesion_area - 0.5], atol=1e-5) for v in out.class_logits.values())
 
 
 def test_only_listed_slices_are_predicted():
     net = BrightnessNet()
     out = predict_slices(net, volume(10), np.array([2, 5]), 1, torch.device("cpu"), 8)
-    assert net.slices_seen == 2 and sorted(out.class_probability) == [2, 5]
+    assert net.slices_seen == 2 and sorted(out.class_logits) == [2, 5]
     assert out.gtv_probability[0].max() == 0.0
 
 

@@ -117,9 +117,31 @@ def test_thick_slices_set_the_slice_spacing_and_thin_ones_are_capped():
 
 
 def test_normalise_clips_and_stack_context_repeats_edges():
-    values = normalise(np.array([-5.0, 0.0, 100.0, 1e6]), IntensityStats(tissue_median=100.0), PREP)
+    values = normalise(np.array([-5.0, 0.0, 100.0, 1e6]), IntensityStats(scale=100.0), PREP)
     assert values.tolist() == [0.0, 0.0, 1.0, PREP.clip_max]
     volume = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 2), np.float32)
     stack = stack_context(volume, np.array([0, 3]), 1)
     assert stack.shape == (2, 3, 2, 2)
     assert stack[0, :, 0, 0].tolist() == [0, 0, 1] and stack[1, :, 0, 0].tolist() == [2, 3, 3]
+
+
+def test_ct_window_and_percentile_normalisations():
+    """CT: Hounsfield units through a fixed window, air outside the body box; MR by percentiles:
+    the same anatomy at another scale normalises the same."""
+    image, _ = lesion_volume(scale=1.0)
+    hu = sitk.GetArrayFromImage(image)
+    hu = np.where(hu > 0, 50.0 + 100.0 * (hu - 1.0), -1000.0).astype(np.float32)  # liver-like tissue, air around
+    ct = sitk.GetImageFromArray(hu)
+    ct.CopyInformation(image)
+    cfg = PreprocessConfig(spacing_mm=2.0, input_size=64, normalisation="ct_window", window=(-100.0, 250.0), clip_max=1.0)
+    grid = ModelGrid.for_image(ct, cfg)
+    assert (grid.stats.offset, grid.stats.scale) == (-100.0, 350.0)
+    volume = grid.image_to_grid(ct)
+    assert volume.max() <= 1.0 and np.median(volume[volume > 0.2]) == pytest.approx(150 / 350, abs=0.02)
+    mr = PreprocessConfig(spacing_mm=2.0, input_size=64, normalisation="percentile", percentiles=(1.0, 99.0))
+    a = ModelGrid.for_image(image, mr)
+    shifted = sitk.Cast(image * 7.0, sitk.sitkFloat32)
+    b = ModelGrid.for_image(shifted, mr)
+    np.testing.assert_allclose(a.image_to_grid(image), b.image_to_grid(shifted), atol=1e-3)
+    with pytest.raises(ValueError, match="normalisation"):
+        PreprocessConfig(normalisation="zscore")

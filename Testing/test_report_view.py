@@ -67,8 +67,37 @@ def test_gtv_and_status_text():
     assert rv.gtv_text(REPORT) == "2.35 mL in 2 lesions"
     assert rv.gtv_text({"gtv": {"volume_ml": 0.0, "lesions": []}}) == "0.00 mL in 0 lesions"
     status = rv.status_text(REPORT)
-    assert status == "GTV 2.35 mL in 2 lesions; EGFR mutant (p = 0.73); 12.3 s on cpu"
-    assert "p =" not in rv.status_text({"gtv": {"volume_ml": 0.0, "lesions": []}, "egfr": {"probability": None}})
+    assert status == "GTV 2.35 mL in 2 lesions; EGFR: mutant (p(mutant) = 0.73); 12.3 s on cpu"
+    assert "p(" not in rv.status_text({"gtv": {"volume_ml": 0.0, "lesions": []}, "egfr": {"probability": None}})
+
+
+BREAST = {
+    "heads": ["er", "subtype", "ki-67"],
+    "er": {"name": "ER", "kind": "binary", "classes": ["negative", "positive"], "probability": 0.81, "call": "positive",
+           "slices_used": [4, 5], "slice_probabilities": {"4": 0.8, "5": 0.82}},
+    "subtype": {"name": "Subtype", "kind": "multiclass", "classes": ["luminal A", "luminal B", "HER2", "basal"],
+                "probabilities": {"luminal A": 0.2, "luminal B": 0.61, "HER2": 0.1, "basal": 0.09}, "call": "luminal B",
+                "slices_used": [4], "slice_probabilities": {"4": [0.2, 0.61, 0.1, 0.09]}},
+    "ki-67": {"name": "Ki-67", "kind": "regression", "unit": "%", "value": 23.46, "slices_used": [4, 5],
+              "slice_values": {"4": 20.0, "5": 26.9}},
+    "gtv": {"volume_ml": 3.0, "lesions": [{"id": 1, "volume_ml": 3.0, "max_diameter_mm": 20.0}]},
+}
+
+
+def test_every_head_of_the_model_is_shown_from_the_report():
+    """The panel's texts come from the report's head list (the checkpoint's), not from EGFR."""
+    assert rv.call_text(BREAST) == ("ER positive", "#c0392b")
+    assert rv.probability_label(BREAST) == "Positive probability:" and rv.probability_text(BREAST) == "0.81"
+    assert rv.other_heads_text(BREAST) == "Subtype: luminal B (p = 0.61)\nKi-67: 23.5 %"
+    assert rv.status_text(BREAST) == "GTV 3.00 mL in 1 lesion; ER: positive (p(positive) = 0.81); Subtype: luminal B (p = 0.61); Ki-67: 23.5 %"
+    ki67_first = {**BREAST, "heads": ["ki-67", "er"]}
+    assert rv.call_text(ki67_first)[0] == "Ki-67 23.5 %" and rv.probability_text(ki67_first) == "23.5 %"
+    assert rv.slice_curve(ki67_first) == ([4, 5], [20.0, 26.9])
+    subtype_first = {**BREAST, "heads": ["subtype"]}
+    assert rv.slice_curve(subtype_first) == ([4], [0.61]) and rv.probability_text(subtype_first) == "0.61"
+    assert rv.other_heads_text(REPORT) == "" and rv.probability_label(REPORT) == "Mutant probability:"
+    no_gtv = {"heads": ["ki-67"], "ki-67": {"name": "Ki-67", "kind": "regression", "value": None}}
+    assert rv.call_text(no_gtv)[0].startswith("Indeterminate") and rv.probability_text(no_gtv) == rv.NOT_AVAILABLE
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ Oblique volume node -> SimpleITK image -> mask -> segmentation node -> .seg.nrrd
 
 from __future__ import annotations
 
+import math
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +223,11 @@ def test_egfr_plot_chart_is_reused(scene):
     assert again is chart
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
     assert chart.GetNthPlotSeriesNode(0).GetTableNode().GetTable().GetNumberOfRows() == 1
+    # a regression head (Ki-67) on the same chart: its title, a free y axis, no threshold
+    ki67 = slicer_bridge.egfr_plot_chart_node(scene, [4, 5], [20.0, 26.9], None, chart_node=chart, title="Ki-67: value per slice",
+                                              probability=False)
+    assert ki67.GetTitle() == "Ki-67: value per slice" and ki67.GetYAxisRangeAuto()
+    assert math.isnan(ki67.GetNthPlotSeriesNode(0).GetTableNode().GetTable().GetValue(0, 2).ToDouble())
 
 
 @dataclass

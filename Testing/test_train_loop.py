@@ -76,7 +76,8 @@ def test_single_task_modes(cohort: Path, tmp_path: Path, task: str) -> None:
     net = replace(NET, segmentation=task == "segmentation", classification=task == "classification")
     model = load_checkpoint(train(config(cohort, tmp_path / task, net=net, epochs=1)))
     assert [t.kind for t in model.tasks] == (["segmentation"] if task == "segmentation" else ["binary"])
-    assert model.info.metrics["sigma_gtv"] == 1.0  # nothing to weigh with one task
+    key = "sigma_gtv" if task == "segmentation" else "sigma_egfr"
+    assert model.info.metrics[key] == 1.0 and len([k for k in model.info.metrics if k.startswith("sigma_")]) == 1  # one task: nothing to weigh
 
 
 def test_cli(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -17,23 +17,26 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from MTSASegmenterLib.config import TaskSpec
 from MTSASegmenterLib.errors import InputError
 
-COLUMNS = ("case_id", "image", "mask", "egfr", "site", "acquired")
+COLUMNS = ("case_id", "image", "mask", "egfr", "site", "acquired")  # PHANTOM.md; egfr may be absent
+REQUIRED = tuple(c for c in COLUMNS if c != "egfr")
 EGFR_LABELS = {"wild-type": 0, "mutant": 1, "": None}
 SPLIT_KINDS = ("random", "temporal", "site")
 
 
 @dataclass(frozen=True)
 class Case:
-    """One patient: absolute paths, EGFR label (1 mutant, 0 wild-type, None unknown), site, date."""
+    """One patient: absolute paths, EGFR label (1 mutant, 0 wild-type, None unknown), site, date,
+    and every cell of its cases.csv row that is not a path or an id (the heads read their labels there)."""
 
     case_id: str
     image: Path
@@ -41,6 +44,19 @@ class Case:
     egfr: int | None
     site: str
     acquired: date | None
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def targets(self, heads: Sequence[TaskSpec]) -> np.ndarray:
+        """Training targets in head order (class index or value / scale; NaN where unknown)."""
+        out = np.full(len(heads), np.nan, dtype=np.float32)
+        for i, task in enumerate(heads):
+            try:
+                value = task.encode(self.labels.get(task.label_column, ""))
+            except ValueError as exc:
+                raise InputError(f"case {self.case_id!r}: column {task.label_column!r}: {exc}") from None
+            if value is not None:
+                out[i] = value
+        return out
 
 
 @dataclass(frozen=True)
@@ -75,14 +91,16 @@ def read_cohort(folder: str | Path) -> list[Case]:
         raise InputError(f"{csv_path}: no cases.csv in the cohort folder")
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise InputError(f"{csv_path}: missing column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
         cases: list[Case] = []
         seen: set[str] = set()
         for row_number, row in enumerate(reader, start=2):  # row 1 is the header
             where = f"{csv_path}: row {row_number}"
-            values = {k: (row.get(k) or "").strip() for k in COLUMNS}
+            values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            values.update({k: values.get(k, "") for k in COLUMNS})
             case_id = values["case_id"]
             if not case_id:
                 raise InputError(f"{where}: empty case_id")
@@ -110,7 +128,8 @@ def read_cohort(folder: str | Path) -> list[Case]:
                         f"{where}: acquired {values['acquired']!r} of case {case_id!r} is not an ISO date (YYYY-MM-DD)"
                     ) from None
             cases.append(
-                Case(case_id, paths["image"], paths["mask"], EGFR_LABELS[values["egfr"]], values["site"], acquired)
+                Case(case_id, paths["image"], paths["mask"], EGFR_LABELS[values["egfr"]], values["site"], acquired,
+                     {k: v for k, v in values.items() if k not in ("case_id", "image", "mask")})
             )
     if not cases:
         raise InputError(f"{csv_path}: no cases")

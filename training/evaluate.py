@@ -26,7 +26,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 from MTSASegmenterLib.checkpoint import LoadedModel, load_checkpoint
+from MTSASegmenterLib.config import TaskSpec, head_tasks
 from MTSASegmenterLib.errors import InputError, MTSAError
+from MTSASegmenterLib.heads import slice_values
 from MTSASegmenterLib.imageio import read_image
 from MTSASegmenterLib.lesions import lesion_detection
 from MTSASegmenterLib.metrics import (
@@ -139,11 +141,12 @@ def patient_egfr(prediction: Prediction, model: LoadedModel) -> EgfrCall | None:
     if model.task("segmentation") is not None:
         head = prediction.report[task.name.lower()]
         return EgfrCall(head["call"], head["probability"], task.threshold, tuple(head["slices_used"]))
-    slices = sorted(prediction.slices.class_probability)
+    values = slice_values(model.tasks, prediction.slices.class_logits)[task.name]
+    slices = sorted(values)
     if not slices:
         return EgfrCall("indeterminate", None, task.threshold, ())
-    probability = float(np.mean([prediction.slices.class_probability[z][-1] for z in slices]))
-    return EgfrCall("mutant" if probability > task.threshold else "wild-type", probability, task.threshold, tuple(slices))
+    probability = float(np.mean([values[z][-1] for z in slices]))
+    return EgfrCall(task.classes[1] if probability > task.threshold else task.classes[0], probability, task.threshold, tuple(slices))
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class PatientResult:
     egfr: EgfrCall | None
     seg: SegmentationScores | None
     seconds: float
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # the report's answer of every head
+    labels: dict[str, str] = field(default_factory=dict)  # the patient's cases.csv cells
 
     def row(self) -> dict[str, Any]:
         """Flat row for per_patient.csv (empty cells where the model has no such output)."""
@@ -202,20 +207,22 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
         write_overlay(pictures / f"{case.case_id}_overlay.png", prediction.grid, image, prediction.mask, truth)
         if egfr is not None:
             _slice_picture(pictures / f"{case.case_id}_slices.png", case, prediction, egfr, model)
-    return PatientResult(case.case_id, case.egfr, egfr, seg, time.perf_counter() - start)
+    heads = {key: prediction.report[key] for key in prediction.report.get("heads", [])}
+    return PatientResult(case.case_id, case.egfr, egfr, seg, time.perf_counter() - start, heads, dict(case.labels))
 
 
 def _slice_picture(path: Path, case: Case, prediction: Prediction, egfr: EgfrCall, model: LoadedModel) -> None:
     from .plots import slice_probability_plot
 
-    z = np.array(sorted(prediction.slices.class_probability), dtype=int)
+    values = slice_values(model.tasks, prediction.slices.class_logits)[model.task("binary").name]
+    z = np.array(sorted(values), dtype=int)
     pixel_mm2 = model.preprocess.spacing_mm**2
     areas = None
     if model.task("segmentation") is not None:
         areas = [(prediction.slices.gtv_probability[k] >= 0.5).sum() * pixel_mm2 for k in z]
     slice_probability_plot(
         path, case=case.case_id, positions_mm=prediction.grid.slice_positions_mm[z],
-        probabilities=[prediction.slices.class_probability[k][-1] for k in z], areas_mm2=areas,
+        probabilities=[values[k][-1] for k in z], areas_mm2=areas,
         used=[int(k) in egfr.slices_used for k in z], patient_probability=egfr.probability,
         threshold=egfr.threshold, truth={1: "mutant", 0: "wild-type"}.get(case.egfr, ""), call=egfr.call,
     )
@@ -310,6 +317,37 @@ def summarise_egfr(results: Sequence[PatientResult], n_boot: int, seed: int) -> 
         for name in ("accuracy", "precision", "recall", "specificity", "f1"):
             out[name] = call_metrics[name]
         out["auc"] = classification_metrics(y, probs, threshold=0.5, n_boot=n_boot, seed=seed)["auc"]
+    return out
+
+
+def summarise_head(task: TaskSpec, results: Sequence[PatientResult], n_boot: int, seed: int) -> dict[str, Any]:
+    """One head over the patients with a known label: accuracy and AUC (one-vs-rest, macro-averaged
+    for several classes) for classification, mean absolute error for regression."""
+    rows = [(r.heads[task.key], r.labels.get(task.label_column, "").strip()) for r in results if task.key in r.heads]
+    rows = [(answer, truth) for answer, truth in rows if truth]
+    out: dict[str, Any] = {"name": task.name, "kind": task.kind, "patients": len(rows),
+                           "indeterminate": sum(a.get("call") == "indeterminate" or a.get("value", 0) is None for a, _ in rows)}
+    if not rows:
+        return out
+    if task.kind == "regression":
+        errors = [math.nan if a["value"] is None else abs(a["value"] - float(t)) for a, t in rows]
+        out["mae"] = mean_ci(errors, n_boot, seed)
+        out["unit"] = task.unit
+        return out
+    truth = np.array([task.classes.index(t) for _, t in rows])
+    out["accuracy"] = mean_ci([float(a.get("call") == t) for a, t in rows], n_boot, seed)
+    if task.kind == "binary":
+        probs = [0.5 if a["probability"] is None else a["probability"] for a, _ in rows]
+    else:
+        uniform = 1.0 / len(task.classes)
+        probs = np.array([[uniform] * len(task.classes) if a["probabilities"] is None else [a["probabilities"][c] for c in task.classes]
+                          for a, _ in rows])
+    present = [k for k in range(len(task.classes)) if 0 < (truth == k).sum() < truth.size]
+    if task.kind == "binary" and present:
+        out["auc"] = classification_metrics(truth, probs, n_boot=n_boot, seed=seed)["auc"]
+    elif present:
+        aucs = [classification_metrics((truth == k).astype(int), probs[:, k], n_boot=n_boot, seed=seed)["auc"]["value"] for k in present]
+        out["auc_macro"] = {"value": float(np.mean(aucs)), "classes": [task.classes[k] for k in present]}
     return out
 
 
@@ -454,6 +492,7 @@ def evaluate_model(
         "patients": len(results),
         "gtv": summarise_segmentation(results, settings.n_boot, settings.seed),
         "egfr": summarise_egfr(results, settings.n_boot, settings.seed),
+        "heads": {t.key: summarise_head(t, results, settings.n_boot, settings.seed) for t in head_tasks(model.tasks)},
         "best_possible_accuracy": None,
         "synthetic_cohort": settings.synthetic,
         "settings": {"device": settings.device, "n_boot": settings.n_boot, "seed": settings.seed,

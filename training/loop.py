@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
 import subprocess
@@ -30,7 +31,16 @@ from tqdm import tqdm
 
 import MTSASegmenterLib
 from MTSASegmenterLib.checkpoint import save_checkpoint
-from MTSASegmenterLib.config import DEFAULT_TASKS, ModelInfo, NetConfig, PreprocessConfig
+from MTSASegmenterLib.config import (
+    DEFAULT_TASKS,
+    NORMALISATIONS,
+    ModelInfo,
+    NetConfig,
+    PreprocessConfig,
+    TaskSpec,
+    head_slices,
+    head_tasks,
+)
 from MTSASegmenterLib.errors import MTSAError
 from MTSASegmenterLib.network import MTSANet
 from MTSASegmenterLib.outputs import atomic_outputs
@@ -38,7 +48,7 @@ from MTSASegmenterLib.outputs import atomic_outputs
 from . import ddp
 from .augment import default_augmentation
 from .cohort import SPLIT_KINDS, cohort_fingerprint, read_cohort, split_cohort
-from .losses import IGNORE, WEIGHTINGS, LossConfig, MultiTaskLoss
+from .losses import WEIGHTINGS, LossConfig, MultiTaskLoss
 from .slices import SliceCache, SliceDataset
 
 Progress = Callable[[float, str], None]
@@ -67,6 +77,7 @@ class TrainConfig:
     net: NetConfig = field(default_factory=NetConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS  # those the network's branches leave active are trained
     free_share: float = 0.0  # share of tumour-free tissue slices among training slices (paper: 0)
     augment: bool = True
     cache_dir: Path | None = None
@@ -89,6 +100,16 @@ class TrainConfig:
             raise ValueError(f"network input_size {self.net.input_size} != preprocess input_size {self.preprocess.input_size}")
         if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
             raise ValueError("epochs, patience and batch_size must be positive")
+        if sum(t.kind == "segmentation" for t in self.tasks) != 1:
+            raise ValueError("the task list needs exactly one segmentation task")
+        outputs = sum(t.outputs for t in head_tasks(self.tasks))
+        if self.net.classification and self.net.num_classes != outputs:
+            raise ValueError(f"network num_classes {self.net.num_classes} != the heads' {outputs} outputs")
+
+    @property
+    def active_tasks(self) -> list[TaskSpec]:
+        """The tasks this network trains: the segmentation if it segments, the heads if it classifies."""
+        return [t for t in self.tasks if (self.net.segmentation if t.kind == "segmentation" else self.net.classification)]
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -96,6 +117,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, (NetConfig, PreprocessConfig)):
                 value = value.to_dict()
+            elif f.name == "tasks":
+                value = [t.to_dict() for t in value]
             elif isinstance(value, LossConfig):
                 value = asdict(value)
             elif isinstance(value, (Path, date)):
@@ -151,9 +174,9 @@ class Objective(nn.Module):
         self.net = net
         self.loss = loss
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, egfr: torch.Tensor):
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor):
         seg, cls = self.net(image)
-        total, parts = self.loss(seg, cls, mask, egfr)
+        total, parts = self.loss(seg, cls, mask, targets)
         return total, parts, seg, cls
 
 
@@ -168,17 +191,19 @@ class _State:
     best_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _validate(objective: nn.Module, loader: DataLoader, d: ddp.Dist, use_amp: bool) -> dict[str, float]:
-    """Validation loss (slice-weighted mean), pooled hard Dice and slice-level EGFR accuracy."""
+def _validate(objective: nn.Module, loader: DataLoader, d: ddp.Dist, use_amp: bool, heads: list[TaskSpec]) -> dict[str, float]:
+    """Validation loss (slice-weighted mean), pooled hard Dice, and per head the slice-level
+    accuracy (classification) or mean absolute error in the head's unit (regression)."""
     objective.eval()
-    # loss sum, slices, intersection, predicted + true pixels, correct EGFR, labelled EGFR
-    sums = torch.zeros(6, dtype=torch.float64)
+    columns = head_slices(heads)
+    # loss sum, slices, intersection, predicted + true pixels, then per head: score sum, labelled slices
+    sums = torch.zeros(4 + 2 * len(heads), dtype=torch.float64)
     with torch.no_grad():
         for batch in loader:
-            image, mask, egfr = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "egfr"))
+            image, mask, targets = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "targets"))
             image = image.contiguous(memory_format=torch.channels_last)
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=use_amp):
-                total, _, seg, cls = objective(image, mask, egfr)
+                total, _, seg, cls = objective(image, mask, targets)
             n = image.shape[0]
             sums[0] += float(total) * n
             sums[1] += n
@@ -186,16 +211,24 @@ def _validate(objective: nn.Module, loader: DataLoader, d: ddp.Dist, use_amp: bo
                 pred = seg.float() > 0
                 sums[2] += float((pred & (mask > 0.5)).sum())
                 sums[3] += float(pred.sum() + (mask > 0.5).sum())
-            if cls is not None:
-                labelled = egfr != IGNORE
-                sums[4] += float((cls.argmax(1)[labelled] == egfr[labelled]).sum())
-                sums[5] += float(labelled.sum())
+            if cls is None:
+                continue
+            for i, task in enumerate(heads):
+                target = targets[:, i]
+                known = torch.isfinite(target)
+                logits = cls[:, columns[task.name]].float()[known]
+                if task.kind == "regression":
+                    sums[4 + 2 * i] += float((logits[:, 0] - target[known]).abs().sum()) * task.scale
+                else:
+                    sums[4 + 2 * i] += float((logits.argmax(1) == target[known].long()).sum())
+                sums[5 + 2 * i] += float(known.sum())
     sums = ddp.all_reduce_sum(d, sums)
     out = {"val_loss": float(sums[0] / sums[1])}
     if sums[3] > 0:
         out["val_dice"] = float(2 * sums[2] / sums[3])
-    if sums[5] > 0:
-        out["val_slice_accuracy"] = float(sums[4] / sums[5])
+    for i, task in enumerate(heads):
+        if sums[5 + 2 * i] > 0:
+            out[f"val_{task.key}_{'mae' if task.kind == 'regression' else 'accuracy'}"] = float(sums[4 + 2 * i] / sums[5 + 2 * i])
     return out
 
 
@@ -234,8 +267,12 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
     ddp.barrier(d)
     augment = default_augmentation(cfg.preprocess.clip_max) if cfg.augment else None
     context = cfg.preprocess.context_slices
-    train_set = SliceDataset([cache.get(c) for c in split.train], context, cfg.free_share, augment, cfg.seed)
-    val_set = SliceDataset([cache.get(c) for c in split.val], context, cfg.free_share, None, cfg.seed)
+    tasks = cfg.active_tasks
+    heads = head_tasks(tasks)
+    train_set = SliceDataset([cache.get(c) for c in split.train], context, cfg.free_share, augment, cfg.seed,
+                             [c.targets(heads) for c in split.train])
+    val_set = SliceDataset([cache.get(c) for c in split.val], context, cfg.free_share, None, cfg.seed,
+                           [c.targets(heads) for c in split.val])
     if not len(train_set) or not len(val_set):
         raise MTSAError(f"{cfg.data}: no tumour-bearing slices in the training or validation cases (empty masks?)")
     # One sampler type for one or many processes: seeded by (seed, epoch), so a resumed run replays.
@@ -246,7 +283,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
     val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
 
     net = MTSANet(cfg.net).to(memory_format=torch.channels_last)  # ~1.8x faster convolutions on CPU
-    loss = MultiTaskLoss(cfg.loss, two_tasks=cfg.net.segmentation and cfg.net.classification)
+    loss = MultiTaskLoss(cfg.loss, tasks)
     objective: nn.Module = Objective(net, loss).to(d.device)
     if d.world_size > 1:
         objective = DistributedDataParallel(objective, device_ids=[d.device.index] if d.device.type == "cuda" else None)
@@ -265,7 +302,6 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
         state = _State(**saved["state"])
         _set_rng_state(saved["rng"])
 
-    tasks = [t for t in DEFAULT_TASKS if (t.kind == "segmentation" and cfg.net.segmentation) or (t.kind != "segmentation" and cfg.net.classification)]
     provenance = {
         "data": str(Path(cfg.data).resolve()),
         "cases_csv_sha256": cohort_fingerprint(cfg.data),
@@ -302,10 +338,10 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
         seen = 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (d.main and cfg.progress_bar), leave=False)
         for step, batch in enumerate(bar):
-            image, mask, egfr = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "egfr"))
+            image, mask, targets = (batch[k].to(d.device, non_blocking=True) for k in ("image", "mask", "targets"))
             image = image.contiguous(memory_format=torch.channels_last)
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=use_amp):
-                total, parts, _, _ = objective(image, mask, egfr)
+                total, parts, _, _ = objective(image, mask, targets)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
             scaler.step(optimizer)
@@ -321,10 +357,10 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
         train_seconds = time.perf_counter() - started
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({f"train_{k}": v / seen for k, v in sums.items()})
-        row.update(_validate(objective, val_loader, d, use_amp))
-        sigma_gtv, sigma_egfr = loss.sigmas()
+        row.update(_validate(objective, val_loader, d, use_amp, heads))
+        sigmas = {f"sigma_{k}": v for k, v in loss.sigmas().items()}
         row.update(
-            sigma_gtv=sigma_gtv, sigma_egfr=sigma_egfr, lr=optimizer.param_groups[0]["lr"],
+            **sigmas, lr=optimizer.param_groups[0]["lr"],
             train_slices_per_s=seen * d.world_size / train_seconds, seconds=time.perf_counter() - started,
         )
         state.epoch = epoch
@@ -336,7 +372,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
                     version=MTSASegmenterLib.__version__,
                     synthetic_only=cfg.synthetic_only,
                     training=provenance,
-                    metrics={"best_epoch": epoch + 1, **state.best_metrics, "sigma_gtv": sigma_gtv, "sigma_egfr": sigma_egfr},
+                    metrics={"best_epoch": epoch + 1, **state.best_metrics, **sigmas},
                     code_version=code_version,
                 )
                 save_checkpoint(best_path, net, cfg.net, cfg.preprocess, tasks, info)
@@ -416,7 +452,13 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, default=1.0, help="in-plane spacing of the model grid (mm)")
     p.add_argument("--context", type=int, default=1, help="neighbour slices on each side (channels = 2*context+1)")
     p.add_argument("--min-slice-mm", type=float, default=1.0, help="thinnest axial slice spacing of the model grid (mm)")
-    p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both")
+    p.add_argument("--normalisation", choices=NORMALISATIONS, default="tissue_median",
+                   help="intensity mapping: tissue median (MR, the paper), tissue percentiles (MR) or a CT window (HU)")
+    p.add_argument("--window", type=float, nargs=2, default=(-100.0, 250.0), metavar=("LOW", "HIGH"), help="ct_window: HU range")
+    p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.0), metavar=("LOW", "HIGH"), help="percentile: tissue percentiles")
+    p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both",
+                   help="train the GTV and the heads (both), or one branch only (the paper's baselines)")
+    p.add_argument("--tasks", type=Path, help="JSON list of tasks (config.TaskSpec fields); default: GTV + EGFR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weighting", choices=WEIGHTINGS, default="uncertainty")
     p.add_argument("--focal-alpha", type=float, default=0.8)
@@ -433,20 +475,37 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     return p
 
 
+def read_tasks(path: Path) -> tuple[TaskSpec, ...]:
+    """A task list from JSON; errors name the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise ValueError("expected a JSON list of tasks")
+        return tuple(TaskSpec.from_dict(t) for t in data)
+    except OSError as exc:
+        raise MTSAError(f"{path}: cannot read the task list ({exc.strerror})") from None
+    except (ValueError, TypeError, MTSAError) as exc:
+        raise MTSAError(f"{path}: not a valid task list ({exc})") from None
+
+
 def config_from_args(args: argparse.Namespace, command: str = "") -> TrainConfig:
+    tasks = read_tasks(args.tasks) if args.tasks else DEFAULT_TASKS
     net = NetConfig(
         in_channels=2 * args.context + 1, base_width=args.width, input_size=args.input_size,
+        num_classes=max(1, sum(t.outputs for t in head_tasks(tasks))),
         segmentation=args.task != "classification", classification=args.task != "segmentation",
     )
     preprocess = PreprocessConfig(
-        spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context, min_slice_mm=args.min_slice_mm
+        spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context, min_slice_mm=args.min_slice_mm,
+        normalisation=args.normalisation, window=tuple(args.window), percentiles=tuple(args.percentiles),
+        clip_max=1.0 if args.normalisation == "ct_window" else PreprocessConfig.clip_max,
     )
     return TrainConfig(
         data=args.data, out=args.out, split=args.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
         cutoff=args.cutoff, test_sites=tuple(s.strip() for s in args.test_sites.split(",")) if args.test_sites else None,
         seed=args.seed, epochs=args.epochs, patience=args.patience, max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size,
         net=net, preprocess=preprocess,
-        loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha),
+        loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha), tasks=tasks,
         free_share=args.free_share, augment=not args.no_augment, cache_dir=args.cache_dir, device=args.device,
         amp=not args.no_amp, num_workers=args.workers, resume=args.resume, synthetic_only=not args.real_data,
         command=command, progress_bar=not args.no_progress,

@@ -1,5 +1,6 @@
 """The paper's losses (eqs. 5-9): L_GTV = Dice + beta * Focal, L_EGFR = cross-entropy, joined by
-uncertainty weighting (Kendall et al. 2018) or by equal weights.
+uncertainty weighting (Kendall et al. 2018) or by equal weights; any further head adds its own
+term (cross-entropy for a classification head, smooth L1 for a regression head) and its own sigma.
 
 The focal term is *summed* over the pixels of each slice, as eq. 7 writes it, and averaged over
 the batch; that is why beta is as small as 1/25000 (the paper's value, tuned for 384 x 384
@@ -10,13 +11,16 @@ well-defined Dice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = -1  # EGFR target of slices that carry no label (tumour-free slices, unknown status)
+from MTSASegmenterLib.config import DEFAULT_TASKS, TaskSpec, head_slices, head_tasks
+
+IGNORE = -1  # class target of slices that carry no label (tumour-free slices, unknown status)
 WEIGHTINGS = ("uncertainty", "equal")
 
 
@@ -52,6 +56,16 @@ def egfr_cross_entropy(cls_logits: torch.Tensor, target: torch.Tensor) -> torch.
     return F.cross_entropy(cls_logits.float()[labelled], target[labelled])
 
 
+def head_loss(task: TaskSpec, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """One head's loss over the slices whose target is known (finite); 0 when none is."""
+    known = torch.isfinite(target)
+    if task.kind == "regression":
+        if not bool(known.any()):
+            return logits.float().sum() * 0.0
+        return F.smooth_l1_loss(logits.float()[known, 0], target[known].float())
+    return egfr_cross_entropy(logits, torch.where(known, target, torch.full_like(target, IGNORE)).long())
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Loss hyper-parameters; defaults are the paper's."""
@@ -70,19 +84,22 @@ class LossConfig:
 
 
 class MultiTaskLoss(nn.Module):
-    """L_joint of eq. 9 with learnable s = log sigma^2 (initialised to 0, i.e. sigma = 1).
+    """L_joint of eq. 9 over every task, with learnable s = log sigma^2 (initialised to 0, i.e. sigma = 1).
 
-    0.5 exp(-s1) L1 + 0.5 exp(-s2) L2 + 0.5 (s1 + s2) equals eq. 9 at the same sigmas, but stays
-    finite and smooth wherever s goes, where 1 / sigma^2 does not. With one branch absent
-    (the network returned None) the loss is that branch's plain loss: there is nothing to weigh.
+    sum_i 0.5 exp(-s_i) L_i + 0.5 s_i equals eq. 9 at the same sigmas, but stays finite and smooth
+    wherever s goes, where 1 / sigma^2 does not. "equal" takes the mean of the task losses (0.5 / 0.5
+    for MTSA-Net's two). With a single task the loss is that task's plain loss: nothing to weigh.
     """
 
-    def __init__(self, config: LossConfig = LossConfig(), two_tasks: bool = True) -> None:
+    def __init__(self, config: LossConfig = LossConfig(), tasks: Sequence[TaskSpec] = DEFAULT_TASKS) -> None:
         super().__init__()
         self.config = config
+        self.tasks = list(tasks)
+        self.heads = head_tasks(self.tasks)
+        self.columns = head_slices(self.tasks)
         # Frozen unless used: DDP rejects trainable parameters that take no part in the loss.
-        learn = two_tasks and config.weighting == "uncertainty"
-        self.log_vars = nn.Parameter(torch.zeros(2), requires_grad=learn)
+        learn = len(self.tasks) > 1 and config.weighting == "uncertainty"
+        self.log_vars = nn.Parameter(torch.zeros(len(self.tasks)), requires_grad=learn)
 
     def gtv_loss(self, seg_logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(L_GTV, Dice loss, summed focal loss)."""
@@ -96,32 +113,40 @@ class MultiTaskLoss(nn.Module):
         seg_logits: torch.Tensor | None,
         cls_logits: torch.Tensor | None,
         mask: torch.Tensor,
-        egfr: torch.Tensor,
+        targets: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its parts (detached, for logging without a device sync per step)."""
+        """Total loss and its parts (detached, for logging without a device sync per step).
+
+        ``targets`` is [B, heads] in head order: class index or scaled value, NaN where unknown.
+        """
         parts: dict[str, torch.Tensor] = {}
-        l_gtv = l_egfr = None
-        if seg_logits is not None:
-            l_gtv, dice, focal = self.gtv_loss(seg_logits, mask)
-            parts.update(gtv=l_gtv.detach(), dice=dice.detach(), focal=focal.detach())
-        if cls_logits is not None:
-            l_egfr = egfr_cross_entropy(cls_logits, egfr)
-            parts["egfr"] = l_egfr.detach()
-        if l_gtv is None and l_egfr is None:
-            raise ValueError("the network returned neither segmentation nor classification logits")
-        if l_egfr is None:
-            total = l_gtv
-        elif l_gtv is None:
-            total = l_egfr
+        losses: list[torch.Tensor] = []
+        for task in self.tasks:
+            if task.kind == "segmentation":
+                if seg_logits is None:
+                    raise ValueError("the network returned no segmentation logits for the GTV task")
+                value, dice, focal = self.gtv_loss(seg_logits, mask)
+                parts.update(dice=dice.detach(), focal=focal.detach())
+            else:
+                if cls_logits is None:
+                    raise ValueError(f"the network returned no classifier logits for the {task.name} head")
+                value = head_loss(task, cls_logits[:, self.columns[task.name]], targets[:, self.heads.index(task)])
+            parts[task.key] = value.detach()
+            losses.append(value)
+        if not losses:
+            raise ValueError("no task to train")
+        stacked = torch.stack(losses)
+        if len(losses) == 1:
+            total = stacked[0]
         elif self.config.weighting == "equal":
-            total = 0.5 * l_gtv + 0.5 * l_egfr
+            total = stacked.mean()
         else:
             s = self.log_vars
-            total = 0.5 * torch.exp(-s[0]) * l_gtv + 0.5 * torch.exp(-s[1]) * l_egfr + 0.5 * s.sum()
+            total = (0.5 * torch.exp(-s) * stacked).sum() + 0.5 * s.sum()
         parts["total"] = total.detach()
         return total, parts
 
-    def sigmas(self) -> tuple[float, float]:
-        """(sigma_GTV, sigma_EGFR), for the log."""
+    def sigmas(self) -> dict[str, float]:
+        """{task key: sigma}, for the log."""
         s = self.log_vars.detach()
-        return float(torch.exp(0.5 * s[0])), float(torch.exp(0.5 * s[1]))
+        return {task.key: float(torch.exp(0.5 * v)) for task, v in zip(self.tasks, s)}

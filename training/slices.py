@@ -33,7 +33,6 @@ from MTSASegmenterLib.imageio import read_image
 from MTSASegmenterLib.preprocess import ModelGrid, stack_context
 
 from .cohort import Case
-from .losses import IGNORE
 
 CACHE_FORMAT = 1  # bump when what is stored changes
 
@@ -43,7 +42,6 @@ class CachedCase:
     """One preprocessed case on disk, with its slice inventory."""
 
     case_id: str
-    egfr: int | None
     image_npy: Path  # float32 [Z, S, S], normalised
     mask_npy: Path  # uint8 [Z, S, S]
     tumour_slices: tuple[int, ...]
@@ -110,7 +108,7 @@ class SliceCache:
             tmp.write_text(json.dumps({"case_id": case.case_id, "tumour": tumour.tolist(), "free": free.tolist()}))
             os.replace(tmp, meta_path)
         meta = json.loads(meta_path.read_text())
-        return CachedCase(case.case_id, case.egfr, image_npy, mask_npy, tuple(meta["tumour"]), tuple(meta["free"]))
+        return CachedCase(case.case_id, image_npy, mask_npy, tuple(meta["tumour"]), tuple(meta["free"]))
 
 
 def select_slices(
@@ -134,7 +132,10 @@ Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarr
 
 
 class SliceDataset(Dataset):
-    """2.5D samples: ``{"image": [C,S,S] float32, "mask": [1,S,S] float32, "egfr": long, "case": int, "z": int}``.
+    """2.5D samples: ``{"image": [C,S,S] float32, "mask": [1,S,S] float32, "targets": [heads] float32, "case": int, "z": int}``.
+
+    ``targets`` holds each case's head targets (``Case.targets``); a tumour-free slice gets NaN for
+    all of them, as does an unknown label: the genotype is read from the tumour only.
 
     Augmentation is seeded by (seed, epoch, sample index), so results do not depend on the number
     of workers. Call ``set_epoch`` before each epoch to re-draw the tumour-free slices and the
@@ -148,8 +149,12 @@ class SliceDataset(Dataset):
         free_share: float = 0.0,
         augment: Augment | None = None,
         seed: int = 0,
+        targets: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.cases = list(cases)
+        self.targets = [np.asarray(t, np.float32) for t in targets] if targets is not None else [np.zeros(0, np.float32)] * len(self.cases)
+        if len(self.targets) != len(self.cases):
+            raise ValueError("one target vector per case is needed")
         self.context = context
         self.free_share = free_share
         self.augment = augment
@@ -181,12 +186,11 @@ class SliceDataset(Dataset):
         mask = np.asarray(labels[z])
         if self.augment is not None:
             image, mask = self.augment(image, mask, np.random.default_rng([self.seed, self.epoch, i]))
-        egfr = self.cases[ci].egfr
-        target = egfr if (has_tumour and egfr is not None) else IGNORE
+        targets = self.targets[ci] if has_tumour else np.full_like(self.targets[ci], np.nan)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
             "mask": torch.from_numpy(np.ascontiguousarray(mask[None], dtype=np.float32)),
-            "egfr": torch.tensor(target, dtype=torch.long),
+            "targets": torch.from_numpy(targets.copy()),
             "case": ci,
             "z": z,
         }

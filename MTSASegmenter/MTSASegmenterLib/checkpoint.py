@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .config import DEFAULT_TASKS, ModelInfo, NetConfig, PreprocessConfig, TaskSpec
+from .config import DEFAULT_TASKS, ModelInfo, NetConfig, PreprocessConfig, TaskSpec, head_tasks
 from .errors import CheckpointError
 from .network import MTSANet
 from .outputs import atomic_outputs
@@ -49,7 +49,7 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write atomically (temp file + rename), so a crash never leaves half a checkpoint."""
-    _check_consistent(net_config, preprocess, str(path))
+    _check_consistent(net_config, preprocess, str(path), tasks)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -91,7 +91,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         info = ModelInfo.from_dict(payload["info"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: configuration does not match this code ({exc})") from None
-    _check_consistent(net_config, preprocess, str(path))
+    _check_consistent(net_config, preprocess, str(path), tasks)
     net = MTSANet(net_config)
     _load_weights(net, payload["state_dict"], path)
     net.to(device).eval()
@@ -107,7 +107,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     )
 
 
-def _check_consistent(net_config: NetConfig, preprocess: PreprocessConfig, name: str) -> None:
+def _check_consistent(net_config: NetConfig, preprocess: PreprocessConfig, name: str,
+                      tasks: list[TaskSpec] | tuple[TaskSpec, ...]) -> None:
+    heads = head_tasks(tasks)
+    if heads and not net_config.classification:
+        raise CheckpointError(f"{name}: tasks {', '.join(t.name for t in heads)} need the classifier, which the network does not have")
+    if net_config.classification and sum(t.outputs for t in heads) != net_config.num_classes:
+        raise CheckpointError(
+            f"{name}: the classifier has {net_config.num_classes} outputs but the heads "
+            f"({', '.join(f'{t.name}: {t.outputs}' for t in heads) or 'none'}) need {sum(t.outputs for t in heads)}"
+        )
     if net_config.in_channels != preprocess.in_channels:
         raise CheckpointError(
             f"{name}: network expects {net_config.in_channels} input channels but preprocessing "

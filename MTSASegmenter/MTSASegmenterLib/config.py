@@ -28,7 +28,7 @@ class NetConfig:
     in_channels: int = 3  # 2.5D: the slice and its neighbours (see PreprocessConfig.context_slices)
     base_width: int = 32  # channels of the first MSA block; doubled at each of the 4 downsamplings
     input_size: int = 384  # any multiple of 16 from 64
-    num_classes: int = 2  # EGFR head: index 0 wild-type, 1 mutant
+    num_classes: int = 2  # classifier outputs: all heads' outputs concatenated (EGFR: wild-type, mutant)
     strip_kernels: tuple[int, ...] = (5, 7, 11)  # MSA strip-convolution branches
     transformer_heads: int = 4
     transformer_layers: int = 1
@@ -54,6 +54,9 @@ class NetConfig:
         return _from_dict(cls, data, "network configuration")
 
 
+NORMALISATIONS = ("tissue_median", "percentile", "ct_window")
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How a volume becomes the network's axial slices (and how the mask goes back)."""
@@ -62,13 +65,20 @@ class PreprocessConfig:
     input_size: int = 384  # model grid is input_size x input_size in-plane
     context_slices: int = 1  # neighbours on each side fed as channels: in_channels = 2*context+1
     min_slice_mm: float = 1.0  # axial slice spacing of the model grid is max(native, this)
-    clip_max: float = 4.0  # intensities / tissue median, clipped to [0, clip_max]
-    tissue_threshold: float = 0.1  # tissue = voxels above this fraction of the tissue median
+    clip_max: float = 4.0  # normalised intensities are clipped to [0, clip_max]
+    tissue_threshold: float = 0.1  # tissue = voxels above this normalised intensity
     min_tissue_fraction: float = 0.01  # slices with less tissue than this share of pixels are skipped
+    normalisation: str = "tissue_median"  # | "percentile" (MR) | "ct_window" (CT in HU); see preprocess.IntensityStats
+    percentiles: tuple[float, float] = (1.0, 99.0)  # percentile: tissue percentiles mapped to 0 and 1
+    window: tuple[float, float] = (-100.0, 250.0)  # ct_window: HU mapped to 0 and 1 (a liver window)
 
     def __post_init__(self) -> None:
         if not (self.spacing_mm > 0 and self.min_slice_mm > 0):
             raise ValueError("spacings must be positive")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}")
+        if not (0 <= self.percentiles[0] < self.percentiles[1] <= 100 and self.window[0] < self.window[1]):
+            raise ValueError("percentiles and window need low < high (percentiles within 0-100)")
         if self.input_size < 64 or self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16 and at least 64, got {self.input_size}")
 
@@ -77,23 +87,80 @@ class PreprocessConfig:
         return 2 * self.context_slices + 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.update(percentiles=list(self.percentiles), window=list(self.window))
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
         return _from_dict(cls, data, "preprocessing configuration")
 
 
+TASK_KINDS = ("segmentation", "binary", "multiclass", "regression")
+HEAD_KINDS = TASK_KINDS[1:]
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """One output of the network. MTSA-Net has a segmentation task (GTV) and one binary head (EGFR)."""
+    """One output of the network: the segmentation (GTV) or a patient-level head.
+
+    Heads read their label from the cases.csv column ``column`` (default: the name in lower case).
+    Classification heads list their classes, positive class last for a binary head; a regression
+    head learns ``value / scale`` (e.g. Ki-67 in percent with scale 100) and reports ``unit``.
+    The classifier's outputs are the heads' outputs concatenated in task order.
+    """
 
     name: str
-    kind: str  # "segmentation" | "binary"
+    kind: str  # one of TASK_KINDS
     classes: tuple[str, ...] = ()  # for classification heads: class names, positive class last
     aggregation: str = ""  # patient-level rule: "top_area_half_mean" (the paper's) or "lesion_logistic"
     threshold: float = 0.5
     patient_model: dict[str, Any] = field(default_factory=dict)  # lesion_logistic: LogisticModel.to_dict()
+    column: str = ""
+    unit: str = ""
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+        if self.kind == "binary" and len(self.classes) != 2:
+            raise ValueError(f"task {self.name!r}: a binary head needs exactly 2 classes, got {len(self.classes)}")
+        if self.kind == "multiclass" and len(self.classes) < 2:
+            raise ValueError(f"task {self.name!r}: a multiclass head needs at least 2 classes")
+        if self.kind == "regression" and not self.scale > 0:
+            raise ValueError(f"task {self.name!r}: scale must be positive")
+
+    @property
+    def is_head(self) -> bool:
+        return self.kind != "segmentation"
+
+    @property
+    def outputs(self) -> int:
+        """Width of this head's slice of the classifier output (0 for the segmentation)."""
+        return {"segmentation": 0, "regression": 1}.get(self.kind, len(self.classes))
+
+    @property
+    def label_column(self) -> str:
+        return self.column or self.name.lower()
+
+    @property
+    def key(self) -> str:
+        """The head's key in the report (``egfr`` for MTSA-Net's head)."""
+        return self.name.lower()
+
+    def encode(self, raw: str) -> float | None:
+        """A cases.csv cell as the training target: class index, value / scale, or None if empty."""
+        raw = raw.strip()
+        if not raw:
+            return None
+        if self.kind == "regression":
+            value = float(raw)  # ValueError names the cell for the caller
+            if value != value:
+                raise ValueError(f"{raw!r} is not a number")
+            return value / self.scale
+        if raw not in self.classes:
+            raise ValueError(f"{raw!r} is not one of {', '.join(repr(c) for c in self.classes)}")
+        return float(self.classes.index(raw))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,6 +170,19 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
         return _from_dict(cls, data, "task")
+
+
+def head_tasks(tasks: "list[TaskSpec] | tuple[TaskSpec, ...]") -> list[TaskSpec]:
+    return [t for t in tasks if t.is_head]
+
+
+def head_slices(tasks: "list[TaskSpec] | tuple[TaskSpec, ...]") -> dict[str, slice]:
+    """Each head's columns in the classifier output, in task order."""
+    out, start = {}, 0
+    for t in head_tasks(tasks):
+        out[t.name] = slice(start, start + t.outputs)
+        start += t.outputs
+    return out
 
 
 DEFAULT_TASKS: tuple[TaskSpec, ...] = (

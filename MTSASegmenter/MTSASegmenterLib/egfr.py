@@ -18,31 +18,39 @@ from typing import Any
 from .lesion_features import LesionFeatures, patient_features
 from .patient_model import LogisticModel
 
+EGFR_CLASSES = ("wild-type", "mutant")
+
+
+def top_area_half(areas_mm2: Mapping[int, float], available: Mapping[int, Any]) -> list[int]:
+    """The upper half (rounded up) by GTV area of the slices that show GTV and have a value, sorted."""
+    with_gtv = sorted((z for z, a in areas_mm2.items() if a > 0 and z in available), key=lambda z: (-areas_mm2[z], z))
+    return sorted(int(z) for z in with_gtv[: math.ceil(len(with_gtv) / 2)])
+
 
 def aggregate_top_area_half(
-    areas_mm2: Mapping[int, float], probabilities: Mapping[int, float], threshold: float = 0.5
+    areas_mm2: Mapping[int, float], probabilities: Mapping[int, float], threshold: float = 0.5,
+    classes: tuple[str, str] = EGFR_CLASSES,
 ) -> dict:
-    """Return {"probability", "call", "threshold", "slices_used"} for one patient."""
-    with_gtv = sorted((z for z, a in areas_mm2.items() if a > 0 and z in probabilities), key=lambda z: (-areas_mm2[z], z))
-    if not with_gtv:
+    """Return {"probability", "call", "threshold", "slices_used"} for one patient (probability of classes[1])."""
+    used = top_area_half(areas_mm2, probabilities)
+    if not used:
         return {"probability": None, "call": "indeterminate", "threshold": threshold, "slices_used": []}
-    used = with_gtv[: math.ceil(len(with_gtv) / 2)]
     probability = float(sum(probabilities[z] for z in used) / len(used))
     return {
         "probability": probability,
-        "call": "mutant" if probability > threshold else "wild-type",
+        "call": classes[1] if probability > threshold else classes[0],
         "threshold": threshold,
-        "slices_used": sorted(int(z) for z in used),
+        "slices_used": used,
     }
 
 
 def aggregate_lesion_logistic(
     areas_mm2: Mapping[int, float], probabilities: Mapping[int, float], lesions: list[LesionFeatures],
-    model: LogisticModel, threshold: float = 0.5,
+    model: LogisticModel, threshold: float = 0.5, classes: tuple[str, str] = EGFR_CLASSES,
 ) -> dict[str, Any]:
     """The paper's slice probability and the lesion features, weighed by ``model``; the features
     and each one's contribution to the logit are returned as the evidence."""
-    paper = aggregate_top_area_half(areas_mm2, probabilities, threshold)
+    paper = aggregate_top_area_half(areas_mm2, probabilities, threshold, classes)
     if paper["probability"] is None or not lesions:
         return {**paper, "probability": None, "call": "indeterminate", "evidence": None}
     values = {**patient_features(lesions), "slice_probability": paper["probability"]}
@@ -51,7 +59,7 @@ def aggregate_lesion_logistic(
                      for name, m, s, c in zip(model.features, model.mean, model.scale, model.coef)}
     return {
         "probability": probability,
-        "call": "mutant" if probability > threshold else "wild-type",
+        "call": classes[1] if probability > threshold else classes[0],
         "threshold": threshold,
         "slices_used": paper["slices_used"],
         "slice_probability": paper["probability"],

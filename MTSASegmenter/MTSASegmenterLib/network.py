@@ -199,8 +199,8 @@ def _validate(cfg: NetConfig) -> None:
         raise ValueError(f"strip_kernels must be odd and at least 3, got {cfg.strip_kernels}")
     if cfg.classification:
         dim = cfg.base_width * 2 ** (STAGES - 1)
-        if cfg.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {cfg.num_classes}")
+        if cfg.num_classes < 1:
+            raise ValueError(f"num_classes (the heads' outputs together) must be at least 1, got {cfg.num_classes}")
         if cfg.transformer_layers < 1 or cfg.transformer_heads < 1 or dim % cfg.transformer_heads:
             raise ValueError(
                 f"need transformer_layers >= 1 and transformer_heads dividing the bottleneck width {dim}, "

@@ -15,9 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .checkpoint import LoadedModel
-from .egfr import aggregate_lesion_logistic, aggregate_top_area_half
+from .heads import head_answer, slice_values
 from .lesion_features import measure_lesions
-from .patient_model import LogisticModel
 from .lesions import find_lesions
 from .predictor import Progress, ShouldCancel, SliceOutputs, default_batch_size, predict_slices, select_device
 from .preprocess import ModelGrid
@@ -96,7 +95,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The report; ``volume`` (the normalised model-grid volume) is needed by lesion-feature heads."""
     pixel_mm2 = model.preprocess.spacing_mm**2
-    areas = {int(z): float((outputs.gtv_probability[z] >= 0.5).sum() * pixel_mm2) for z in outputs.class_probability}
+    areas = {int(z): float((outputs.gtv_probability[z] >= 0.5).sum() * pixel_mm2) for z in outputs.class_logits}
     positions = grid.slice_positions_mm
     lesions = find_lesions(mask)
     report: dict[str, Any] = {
@@ -126,22 +125,23 @@ def build_report(
             "note": "slice indices count the model's axial slices from inferior to superior",
         },
     }
+    values = slice_values(model.tasks, outputs.class_logits)
+    needs_features = any(t.aggregation == "lesion_logistic" for t in model.tasks)
+    if needs_features and volume is None:
+        raise ValueError("a lesion-feature head needs the model-grid volume: pass volume to build_report")
+    measured = None
+    if needs_features:
+        spacing_zyx = tuple(float(s) for s in grid.reference.GetSpacing()[::-1])
+        measured = measure_lesions(volume, outputs.gtv_probability >= 0.5, spacing_zyx)
+    report["heads"] = []
     for task in model.tasks:
-        if task.kind != "binary":
+        if not task.is_head:
             continue
-        positive = {z: float(p[-1]) for z, p in outputs.class_probability.items()}
-        if task.aggregation == "lesion_logistic":
-            if volume is None:
-                raise ValueError(f"the {task.name} head reads lesion features: build_report needs the model-grid volume")
-            spacing_zyx = tuple(float(s) for s in grid.reference.GetSpacing()[::-1])
-            lesions = measure_lesions(volume, outputs.gtv_probability >= 0.5, spacing_zyx)
-            head = aggregate_lesion_logistic(areas, positive, lesions, LogisticModel.from_dict(task.patient_model), task.threshold)
-        else:
-            head = aggregate_top_area_half(areas, positive, task.threshold)
-        head["slice_probabilities"] = {str(z): round(p, 5) for z, p in sorted(positive.items())}
+        head = head_answer(task, areas, values[task.name], measured)
         head["slice_gtv_area_mm2"] = {str(z): round(a, 2) for z, a in sorted(areas.items()) if a > 0}
-        head["slice_position_mm"] = {str(z): round(float(positions[z]), 3) for z in sorted(positive)}
-        report[task.name.lower()] = head
+        head["slice_position_mm"] = {str(z): round(float(positions[z]), 3) for z in sorted(values[task.name])}
+        report[task.key] = head
+        report["heads"].append(task.key)
     return report
 
 

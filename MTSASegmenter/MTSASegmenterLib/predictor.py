@@ -66,11 +66,11 @@ def default_batch_size(device: torch.device, net_config: NetConfig | None = None
 
 @dataclass
 class SliceOutputs:
-    """Per-slice network outputs on the model grid; skipped slices hold zeros and no EGFR value."""
+    """Per-slice network outputs on the model grid; skipped slices hold zeros and no head value."""
 
     gtv_probability: np.ndarray  # float32 [z, y, x]
     predicted: np.ndarray  # indices of the slices the network saw
-    class_probability: dict[int, np.ndarray] = field(default_factory=dict)  # slice -> softmax over classes
+    class_logits: dict[int, np.ndarray] = field(default_factory=dict)  # slice -> all heads' raw outputs (heads.py splits them)
 
 
 _PREPARED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, torch.nn.Module]]" = weakref.WeakKeyDictionary()
@@ -133,8 +133,8 @@ def predict_slices(
             if seg_logits is not None:
                 out.gtv_probability[batch_z] = torch.sigmoid(seg_logits[:, 0]).float().cpu().numpy()
             if cls_logits is not None:
-                probs = torch.softmax(cls_logits.float(), dim=1).cpu().numpy()
-                out.class_probability.update({int(z): p for z, p in zip(batch_z, probs)})
+                logits = cls_logits.float().cpu().numpy()
+                out.class_logits.update({int(z): v for z, v in zip(batch_z, logits)})
             if progress is not None:
                 done = min(start + batch_size, total)
                 progress(done / total, f"slice {done}/{total}")

@@ -22,24 +22,42 @@ _MAX_STAT_VOXELS = 8_000_000  # larger volumes are subsampled for the intensity 
 
 @dataclass(frozen=True)
 class IntensityStats:
-    """Scanner-independent intensity scale: the median of tissue voxels (MR has no fixed unit)."""
+    """The input's intensity mapping: normalised = (value - offset) / scale, clipped to [0, clip_max].
 
-    tissue_median: float
+    ``tissue_median`` (MR, MTSA-Net): offset 0, scale = median of tissue voxels, because MR has no
+    fixed unit; ``percentile`` (MR, the breast paper): offset and scale from two percentiles of the
+    tissue voxels; ``ct_window``: CT is in Hounsfield units already, so a fixed window maps to [0, 1].
+    """
+
+    scale: float
+    offset: float = 0.0
 
     @classmethod
-    def of(cls, image: sitk.Image) -> "IntensityStats":
+    def of(cls, image: sitk.Image, cfg: PreprocessConfig | None = None) -> "IntensityStats":
+        cfg = cfg or PreprocessConfig()
+        if cfg.normalisation == "ct_window":
+            low, high = cfg.window
+            return cls(scale=high - low, offset=low)
         values = sitk.GetArrayViewFromImage(image)
         step = max(1, int(np.ceil((values.size / _MAX_STAT_VOXELS) ** (1 / 3))))
         sample = np.asarray(values[::step, ::step, ::step], dtype=np.float32).ravel()
         high = float(np.percentile(sample, 99.0))
         tissue = sample[sample > 0.1 * high] if high > 0 else sample[sample > 0]
+        if cfg.normalisation == "percentile" and tissue.size:
+            lo, hi = (float(v) for v in np.percentile(tissue, cfg.percentiles))
+            return cls(scale=hi - lo if hi > lo else 1.0, offset=lo)
         median = float(np.median(tissue)) if tissue.size else high
-        return cls(tissue_median=median if median > 0 else 1.0)
+        return cls(scale=median if median > 0 else 1.0)
+
+    def raw(self, normalised: float) -> float:
+        """The input value that normalises to ``normalised``."""
+        return self.offset + normalised * self.scale
 
 
 def normalise(values: np.ndarray, stats: IntensityStats, cfg: PreprocessConfig) -> np.ndarray:
-    """Scale by the tissue median and clip, so int16 0-4095 and float 0-1 look the same to the model."""
-    out = np.asarray(values, dtype=np.float32) / np.float32(stats.tissue_median)
+    """Map to the model's scale and clip, so int16 0-4095 and float 0-1 look the same to the model."""
+    out = np.asarray(values, dtype=np.float32) - np.float32(stats.offset)
+    out /= np.float32(stats.scale)
     return np.clip(out, 0.0, cfg.clip_max, out=out)
 
 
@@ -75,8 +93,8 @@ class ModelGrid:
 
     @classmethod
     def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
-        stats = IntensityStats.of(image)
-        box_lo, box_hi = _tissue_box_lps(image, cfg.tissue_threshold * stats.tissue_median)
+        stats = IntensityStats.of(image, cfg)
+        box_lo, box_hi = _tissue_box_lps(image, stats.raw(cfg.tissue_threshold))
         _, matrix = _lps_matrix(image)
         # The native axis closest to superior sets the slice spacing, so an axial scan keeps its slices.
         axis = int(np.argmax(np.abs(matrix[2]) / np.linalg.norm(matrix, axis=0)))
@@ -103,8 +121,9 @@ class ModelGrid:
         return z0 + dz * np.arange(self.n_slices)
 
     def image_to_grid(self, image: sitk.Image) -> np.ndarray:
-        """Normalised float32 volume [z, y, x] on the model grid (0 outside the input)."""
-        resampled = sitk.Resample(image, self.reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        """Normalised float32 volume [z, y, x] on the model grid (0 outside the input: the fill is the
+        raw value that normalises to 0, so air outside a CT is not read as 0 HU, water)."""
+        resampled = sitk.Resample(image, self.reference, sitk.Transform(), sitk.sitkLinear, self.stats.offset, sitk.sitkFloat32)
         return normalise(sitk.GetArrayViewFromImage(resampled), self.stats, self.cfg)
 
     def mask_to_grid(self, mask: sitk.Image) -> np.ndarray:

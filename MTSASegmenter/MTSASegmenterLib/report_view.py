@@ -16,7 +16,7 @@ NOT_AVAILABLE = "–"
 LESION_COLUMNS: tuple[str, ...] = ("Lesion", "Volume (mL)", "Max diameter (mm)")
 
 SYNTHETIC_WARNING = (
-    "Demo model trained on synthetic phantoms only: its GTV and EGFR outputs are for trying the "
+    "Demo model trained on synthetic phantoms only: its GTV and other outputs are for trying the "
     "software, not for any clinical or research decision."
 )
 
@@ -66,28 +66,102 @@ def format_probability(probability: float | None) -> str:
     return NOT_AVAILABLE if probability is None else f"{float(probability):.2f}"
 
 
+def head_keys(report: Mapping[str, Any]) -> list[str]:
+    """The report's heads in the checkpoint's order (a report from before multi-head models: EGFR)."""
+    keys = report.get("heads")
+    if keys is None:
+        keys = ["egfr"] if "egfr" in report else []
+    return [k for k in keys if isinstance(report.get(k), Mapping)]
+
+
+def _head(report: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A head's answer, with what reports from before multi-head models left implicit (EGFR's)."""
+    head = dict(report.get(key) or {})
+    head.setdefault("name", key.upper())
+    head.setdefault("kind", "binary")
+    head.setdefault("classes", ["wild-type", "mutant"])
+    return head
+
+
+def primary_head(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The head the panel details (call, probability, slices, plot): the model's first."""
+    keys = head_keys(report)
+    return _head(report, keys[0] if keys else "egfr")
+
+
 def call_text(report: Mapping[str, Any]) -> tuple[str, str]:
-    """EGFR call as shown, and a colour for it (CSS), so that 'indeterminate' never looks like a result."""
-    egfr = report.get("egfr") or {}
-    call = egfr.get("call") or "indeterminate"
-    if call == "mutant":
-        return "EGFR mutant", "#c0392b"
-    if call == "wild-type":
-        return "EGFR wild-type", "#1f6fb2"
-    return "Indeterminate (no GTV found)", "#7f7f7f"
+    """The first head's call as shown, and a colour for it (CSS), so that 'indeterminate' never looks like a result."""
+    head = primary_head(report)
+    name, kind = head["name"], head["kind"]
+    if kind == "regression":
+        value = head.get("value")
+        if value is None:
+            return "Indeterminate (no GTV found)", "#7f7f7f"
+        return f"{name} {float(value):.1f} {head.get('unit', '')}".rstrip(), "#000000"
+    call = head.get("call") or "indeterminate"
+    if call == "indeterminate":
+        return "Indeterminate (no GTV found)", "#7f7f7f"
+    if kind == "binary":
+        return f"{name} {call}", "#c0392b" if call == head["classes"][-1] else "#1f6fb2"
+    return f"{name} {call}", "#000000"
+
+
+def probability_label(report: Mapping[str, Any]) -> str:
+    """Caption of the probability row: what the number is the probability of."""
+    head = primary_head(report)
+    if head["kind"] == "regression":
+        return "Value:"
+    if head["kind"] == "multiclass":
+        return "Probability of the call:"
+    return f"{str(head['classes'][-1]).capitalize()} probability:"
+
+
+def probability_text(report: Mapping[str, Any]) -> str:
+    head = primary_head(report)
+    if head["kind"] == "regression":
+        value = head.get("value")
+        return NOT_AVAILABLE if value is None else f"{float(value):.1f} {head.get('unit', '')}".rstrip()
+    if head["kind"] == "multiclass":
+        return format_probability((head.get("probabilities") or {}).get(head.get("call")))
+    return format_probability(head.get("probability"))
+
+
+def describe_head(head: Mapping[str, Any]) -> str:
+    """One line for people: 'EGFR: mutant (p(mutant) = 0.83)', 'Subtype: luminal B (p = 0.61)', 'Ki-67: 23.5 %'."""
+    name = head.get("name", "")
+    if head.get("kind") == "regression":
+        value = head.get("value")
+        return f"{name}: indeterminate (no GTV)" if value is None else f"{name}: {value:.1f} {head.get('unit', '')}".rstrip()
+    call = head.get("call") or "indeterminate"
+    if call == "indeterminate":
+        return f"{name}: indeterminate (no GTV)"
+    if head.get("kind") == "multiclass":
+        p, of = (head.get("probabilities") or {}).get(call), ""
+    else:
+        p, of = head.get("probability"), f"({(head.get('classes') or ['', 'positive'])[-1]})"
+    return f"{name}: {call}" + ("" if p is None else f" (p{of} = {p:.2f})")
+
+
+def other_heads_text(report: Mapping[str, Any]) -> str:
+    """Every head after the first, one line each; empty for a single-head model like MTSA-Net."""
+    return "\n".join(describe_head(_head(report, k)) for k in head_keys(report)[1:])
 
 
 def _slice_items(report: Mapping[str, Any]) -> list[tuple[int, float]]:
-    probabilities = (report.get("egfr") or {}).get("slice_probabilities") or {}
-    if isinstance(probabilities, Mapping):
-        items = [(int(k), float(v)) for k, v in probabilities.items() if v is not None]
+    head = primary_head(report)
+    values = head.get("slice_values") or head.get("slice_probabilities") or {}
+    if isinstance(values, Mapping):
+        items = [(int(k), v) for k, v in values.items() if v is not None]
     else:  # a list indexed by slice
-        items = [(i, float(v)) for i, v in enumerate(probabilities) if v is not None]
-    return sorted(items)
+        items = [(i, v) for i, v in enumerate(values) if v is not None]
+    if head["kind"] == "multiclass":  # the probability of the patient's call on each slice
+        index = list(head["classes"]).index(head["call"]) if head.get("call") in head["classes"] else 0
+        items = [(i, v[index]) for i, v in items]
+    return sorted((i, float(v)) for i, v in items)
 
 
 def slice_curve(report: Mapping[str, Any]) -> tuple[list[int], list[float]]:
-    """Per-slice EGFR probability as (slice indices, probabilities), ordered by slice."""
+    """Per-slice values of the first head as (slice indices, values), ordered by slice."""
     items = _slice_items(report)
     return [i for i, _ in items], [p for _, p in items]
 
@@ -108,7 +182,7 @@ def _ranges(indices: Iterable[int]) -> str:
 
 
 def slices_used_text(report: Mapping[str, Any]) -> str:
-    used = (report.get("egfr") or {}).get("slices_used") or []
+    used = primary_head(report).get("slices_used") or []
     if not used:
         return NOT_AVAILABLE
     n = len(used)
@@ -145,18 +219,12 @@ def gtv_text(report: Mapping[str, Any]) -> str:
 
 def status_text(report: Mapping[str, Any]) -> str:
     """One-line summary for the status label once a prediction has finished."""
-    egfr = report.get("egfr") or {}
-    call, _ = call_text(report)
-    probability = egfr.get("probability")
-    text = f"GTV {gtv_text(report)}; {call}"
-    if probability is not None:
-        text += f" (p = {format_probability(probability)})"
+    parts = [f"GTV {gtv_text(report)}"]
+    parts += [describe_head(_head(report, k)) for k in head_keys(report)]
     timing = report.get("timing") or {}
     if timing.get("total_s") is not None:
-        text += f"; {float(timing['total_s']):.1f} s"
-        if report.get("device"):
-            text += f" on {report['device']}"
-    return text
+        parts.append(f"{float(timing['total_s']):.1f} s" + (f" on {report['device']}" if report.get("device") else ""))
+    return "; ".join(parts)
 
 
 def model_text(name: str, version: str, synthetic_only: bool) -> str:

@@ -253,19 +253,17 @@ def jump_slices_to(scene, ras: tuple[float, float, float], reference_node=None) 
     slicer.vtkMRMLSliceNode.JumpAllSlices(scene, *point, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
 
 
-def egfr_plot_chart_node(scene, xs: list[float], ys: list[float], threshold: float, chart_node=None):
-    """A plot chart (per-slice EGFR probability and the decision threshold), reused across runs."""
+def egfr_plot_chart_node(scene, xs: list[float], ys: list[float], threshold: float | None, chart_node=None,
+                         title: str = "EGFR mutant probability per slice", probability: bool = True):
+    """A plot chart of a head's per-slice values (EGFR by default) and its decision threshold
+    (none for a regression head), reused across runs; the title follows the model's first head."""
     slicer = _slicer()
     import vtk
 
     table_node = None
     if chart_node is None:
         chart_node = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "EGFR per slice")
-        chart_node.SetTitle("EGFR mutant probability per slice")
         chart_node.SetXAxisTitle("slice")
-        chart_node.SetYAxisTitle("probability")
-        chart_node.SetYAxisRange(0.0, 1.0)
-        chart_node.SetYAxisRangeAuto(False)
     else:
         series = chart_node.GetNthPlotSeriesNode(0)
         table_node = series.GetTableNode() if series is not None else None
@@ -287,12 +285,16 @@ def egfr_plot_chart_node(scene, xs: list[float], ys: list[float], threshold: flo
                 series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
                 series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleDash)
             chart_node.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart_node.SetTitle(title)
+    chart_node.SetYAxisTitle("probability" if probability else "value")
+    chart_node.SetYAxisRange(0.0, 1.0)
+    chart_node.SetYAxisRangeAuto(not probability)
     table = table_node.GetTable()
     table.SetNumberOfRows(len(xs))
     for row, (x, y) in enumerate(zip(xs, ys)):
         table.SetValue(row, 0, float(x))
         table.SetValue(row, 1, float(y))
-        table.SetValue(row, 2, float(threshold))
+        table.SetValue(row, 2, float("nan") if threshold is None else float(threshold))
     table.Modified()
     table_node.Modified()
     return chart_node
