@@ -13,13 +13,18 @@ import torch
 from MTSASegmenterLib.checkpoint import load_checkpoint
 from MTSASegmenterLib.egfr import aggregate_lesion_logistic
 from MTSASegmenterLib.errors import CheckpointError
-from MTSASegmenterLib.lesion_features import LesionFeatures, measure_lesions, patient_features
+from MTSASegmenterLib.lesion_features import PATIENT_FEATURES, LesionFeatures, measure_lesions, patient_features
+from MTSASegmenterLib.lesions import drop_weak_components
+from MTSASegmenterLib.imageio import read_image
 from MTSASegmenterLib.patient_model import LogisticModel, fit_logistic
+from MTSASegmenterLib.pipeline import predict_volume
 from test_evaluate import stand_in, trained, write_exact_cohort  # noqa: F401 (trained is a fixture)
 
 from training.cohort import read_cohort
 from training import patient_head
-from training.patient_head import FEATURES, fit_head, fitting_cases, main
+from training.patient_head import SLICE_FEATURE, Measured, choose_filter, fit_head, fitting_cases, main
+
+FEATURES = (*PATIENT_FEATURES, SLICE_FEATURE)
 
 SPACING = (2.0, 1.0, 1.0)
 
@@ -119,6 +124,8 @@ def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch:
     assert summary["training_accuracy"] == 1.0 and summary["patients"] == 6
     head = next(t for t in saved["tasks"] if t.kind == "binary")
     assert head.aggregation == "lesion_logistic" and saved["info"].metrics["patient_head"] == summary
+    gtv = next(t for t in saved["tasks"] if t.kind == "segmentation")
+    assert (gtv.min_peak, gtv.min_volume_ml) == (summary["min_peak"], summary["min_volume_ml"]) == (0.5, 0.0)  # nothing to filter
     rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
     assert [float(r["lesion_count"]) for r in rows] == [2.0, 1.0] * 3
 
@@ -133,7 +140,10 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out), "--device", "cpu"]) == 0
     loaded = load_checkpoint(out)
     assert loaded.task("binary").aggregation == "lesion_logistic"
-    assert LogisticModel.from_dict(loaded.task("binary").patient_model).features == FEATURES
+    assert LogisticModel.from_dict(loaded.task("binary").patient_model).features == PATIENT_FEATURES
+    report = predict_volume(read_image(cases[0].image), loaded, device="cpu").report
+    assert report["gtv"]["postprocessing"]["min_peak"] == loaded.task("segmentation").min_peak
+    assert report["egfr"]["call"] == "indeterminate" or set(report["egfr"]["evidence"]["features"]) >= set(PATIENT_FEATURES)
     payload = torch.load(out, weights_only=True)
     assert all(torch.equal(payload["state_dict"][k], v) for k, v in model.net.state_dict().items())
     # refuses to overwrite, and refuses a cohort the model was not trained on
@@ -144,3 +154,21 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     assert err[-2].startswith("error:") and "exists" in err[-2]
     assert err[-1].startswith("error:") and "not the cohort" in err[-1]
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_weak_components_are_dropped_and_the_filter_keeps_detection() -> None:
+    """A true lesion peaking at 0.97, a false blob peaking at 0.75 and a confident one-voxel speck:
+    the chosen filter removes both false positives and keeps the lesion; stricter peaks lose it."""
+    truth = np.zeros((6, 30, 30), bool)
+    truth[1:4, 5:12, 5:12] = True
+    probability = np.where(truth, 0.97, 0.0).astype(np.float32)
+    probability[2, 20:26, 20:26] = 0.75  # 0.072 mL: bigger than any volume candidate
+    probability[4, 27, 27] = 0.99  # 0.002 mL
+    patient = Measured(None, np.zeros_like(probability), probability, truth, (2.0, 1.0, 1.0), {})
+    peak, volume, table = choose_filter([patient])
+    assert (peak, volume) == (0.8, 0.01)  # the mildest filter with no false positive left
+    rows = {(row["min_peak"], row["min_volume_ml"]): row for row in table}
+    assert rows[(0.5, 0.0)]["fp_per_patient"] == 2 and rows[(0.98, 0.0)]["lesion_sensitivity"] == 0
+    filtered = probability.copy()
+    assert drop_weak_components(filtered, peak, 6) == 2
+    assert (filtered >= 0.5).sum() == truth.sum() and drop_weak_components(filtered, 0.5) == 0

@@ -119,6 +119,8 @@ class TaskSpec:
     column: str = ""
     unit: str = ""
     scale: float = 1.0
+    min_peak: float = 0.0  # segmentation: drop GTV components whose highest probability stays below this
+    min_volume_ml: float = 0.0  # segmentation: ... or that are smaller than this
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:

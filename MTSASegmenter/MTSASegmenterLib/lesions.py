@@ -19,7 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-__all__ = ["Lesion", "find_lesions", "find_lesions_array", "label_components", "max_diameter_mm", "lesion_detection"]
+__all__ = ["Lesion", "find_lesions", "find_lesions_array", "label_components", "component_peaks", "drop_weak_components",
+           "max_diameter_mm", "lesion_detection"]
 
 # Below this many surface points the exact all-pairs search is cheap; above it the convex hull
 # removes the interior points first (the farthest pair always lies on the hull).
@@ -58,6 +59,32 @@ def label_components(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarr
     mask = np.asarray(mask).astype(bool, copy=False)
     labels, n = ndimage.label(mask, structure=_structure(connectivity, mask.ndim))
     return labels, int(n)
+
+
+def component_peaks(probability: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, peak probability, voxel count) of the components of ``probability >= threshold``;
+    entry i belongs to label i + 1."""
+    labels, n = label_components(probability >= threshold)
+    if not n:
+        return labels, np.zeros(0), np.zeros(0, dtype=int)
+    peaks = np.asarray(ndimage.maximum(probability, labels, np.arange(1, n + 1)), dtype=float)
+    return labels, peaks, np.bincount(labels.ravel(), minlength=n + 1)[1:]
+
+
+def drop_weak_components(probability: np.ndarray, min_peak: float, min_voxels: int = 0, threshold: float = 0.5) -> int:
+    """Zero, in place, each component whose highest probability stays below ``min_peak`` or that
+    has fewer than ``min_voxels`` voxels; returns how many were dropped.
+
+    Why: on scans unlike the training data the network leaves many small, uncertain specks (vessel
+    cross-sections, partial volume); a true lesion nearly always has a confident core.
+    """
+    if min_peak <= threshold and min_voxels <= 1:
+        return 0
+    labels, peaks, sizes = component_peaks(probability, threshold)
+    weak = np.flatnonzero((peaks < min_peak) | (sizes < min_voxels)) + 1
+    if weak.size:
+        probability[np.isin(labels, weak)] = 0.0
+    return int(weak.size)
 
 
 def _surface_indices(comp: np.ndarray) -> np.ndarray:

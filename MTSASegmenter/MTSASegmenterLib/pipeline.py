@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from .checkpoint import LoadedModel
 from .heads import head_answer, slice_values
 from .lesion_features import measure_lesions
-from .lesions import find_lesions
+from .lesions import drop_weak_components, find_lesions
 from .predictor import Progress, ShouldCancel, SliceOutputs, default_batch_size, predict_slices, select_device
 from .preprocess import ModelGrid
 
@@ -71,11 +71,19 @@ def predict_volume(
         should_cancel,
     )
     inference_s = time.perf_counter() - t_net
+    segmentation = model.task("segmentation")
+    dropped = 0
+    if segmentation is not None:
+        voxel_ml = float(np.prod(grid.reference.GetSpacing())) / 1000.0
+        dropped = drop_weak_components(outputs.gtv_probability, segmentation.min_peak, int(np.ceil(segmentation.min_volume_ml / voxel_ml)))
     report_progress(0.92, "mapping the GTV back to the input grid")
     probability = grid.grid_to_image(outputs.gtv_probability, image)
     mask = sitk.Cast(probability >= 0.5, sitk.sitkUInt8)
     mask.CopyInformation(image)
     report = build_report(image, mask, grid, outputs, model, case=case, source=source, volume=volume)
+    if segmentation is not None:
+        report["gtv"]["postprocessing"] = {"min_peak": segmentation.min_peak, "min_volume_ml": segmentation.min_volume_ml,
+                                           "components_dropped": dropped}
     report["device"] = str(torch_device)
     report["timing"] = {"total_s": round(time.perf_counter() - start, 3), "inference_s": round(inference_s, 3)}
     report_progress(1.0, "done")
