@@ -44,6 +44,7 @@ from MTSASegmenterLib.config import (
 from MTSASegmenterLib.errors import MTSAError
 from MTSASegmenterLib.network import MTSANet
 from MTSASegmenterLib.outputs import atomic_outputs
+from MTSASegmenterLib.presets import PRESETS
 
 from . import ddp
 from .augment import default_augmentation
@@ -452,10 +453,13 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, default=1.0, help="in-plane spacing of the model grid (mm)")
     p.add_argument("--context", type=int, default=1, help="neighbour slices on each side (channels = 2*context+1)")
     p.add_argument("--min-slice-mm", type=float, default=1.0, help="thinnest axial slice spacing of the model grid (mm)")
-    p.add_argument("--normalisation", choices=NORMALISATIONS, default="tissue_median",
-                   help="intensity mapping: tissue median (MR, the paper), tissue percentiles (MR) or a CT window (HU)")
-    p.add_argument("--window", type=float, nargs=2, default=(-100.0, 250.0), metavar=("LOW", "HIGH"), help="ct_window: HU range")
-    p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.0), metavar=("LOW", "HIGH"), help="percentile: tissue percentiles")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="mtsa-net",
+                   help="task list, intensity mapping and network options of one of the papers' systems (see presets.py)")
+    p.add_argument("--normalisation", choices=NORMALISATIONS,
+                   help="intensity mapping (default: the preset's): tissue median (MR, the paper), tissue percentiles (MR) or a CT window (HU)")
+    p.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), help="ct_window: HU range (default -100 250)")
+    p.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="percentile: tissue percentiles (default 1 99)")
+    p.add_argument("--roi-weighting", action="store_true", help="core / rim / surroundings weighting of the classifier's input")
     p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both",
                    help="train the GTV and the heads (both), or one branch only (the paper's baselines)")
     p.add_argument("--tasks", type=Path, help="JSON list of tasks (config.TaskSpec fields); default: GTV + EGFR")
@@ -489,16 +493,20 @@ def read_tasks(path: Path) -> tuple[TaskSpec, ...]:
 
 
 def config_from_args(args: argparse.Namespace, command: str = "") -> TrainConfig:
-    tasks = read_tasks(args.tasks) if args.tasks else DEFAULT_TASKS
+    preset = PRESETS[args.preset]
+    tasks = read_tasks(args.tasks) if args.tasks else preset.tasks
+    segmentation, classification = args.task != "classification", args.task != "segmentation"
     net = NetConfig(
         in_channels=2 * args.context + 1, base_width=args.width, input_size=args.input_size,
-        num_classes=max(1, sum(t.outputs for t in head_tasks(tasks))),
-        segmentation=args.task != "classification", classification=args.task != "segmentation",
+        num_classes=max(1, sum(t.outputs for t in head_tasks(tasks))), segmentation=segmentation, classification=classification,
+        roi_weighting=(args.roi_weighting or preset.net.get("roi_weighting", False)) and segmentation and classification,
     )
+    intensity = dict(preset.preprocess)
+    if args.normalisation:
+        intensity = {"normalisation": args.normalisation, "clip_max": 1.0 if args.normalisation == "ct_window" else PreprocessConfig.clip_max}
+    intensity.update({k: tuple(v) for k, v in (("window", args.window), ("percentiles", args.percentiles)) if v})
     preprocess = PreprocessConfig(
-        spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context, min_slice_mm=args.min_slice_mm,
-        normalisation=args.normalisation, window=tuple(args.window), percentiles=tuple(args.percentiles),
-        clip_max=1.0 if args.normalisation == "ct_window" else PreprocessConfig.clip_max,
+        spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context, min_slice_mm=args.min_slice_mm, **intensity
     )
     return TrainConfig(
         data=args.data, out=args.out, split=args.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,

@@ -35,6 +35,7 @@ class NetConfig:
     dropout: float = 0.1
     segmentation: bool = True  # False: classification-only baseline
     classification: bool = True  # False: segmentation-only baseline
+    roi_weighting: bool = False  # weigh the classifier's input by GTV core / rim / surroundings (breast paper)
 
     def __post_init__(self) -> None:
         if self.input_size < 64 or self.input_size % 16:

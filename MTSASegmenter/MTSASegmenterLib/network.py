@@ -26,6 +26,7 @@ Choices where the paper is silent or ambiguous (each also noted at the class con
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -193,6 +194,32 @@ class Classifier(nn.Module):
         return self.head(x.mean(dim=1))
 
 
+class RegionWeighting(nn.Module):
+    """Core / rim / surroundings weighting of the classifier's input (the breast paper's ROI module).
+
+    From the network's own GTV probability p (detached: the segmentation learns from its own
+    loss): core = p eroded, rim = p dilated minus core, surroundings = a wider dilation minus the
+    rim's, background = the rest; each region has a learnable positive weight (softplus), all 1
+    at the start, so the weighting begins as the identity. The weight map, averaged down to the
+    bottleneck, multiplies the bottleneck features the classifier reads.
+    """
+
+    def __init__(self, rim_px: int = 2, surroundings_px: int = 6) -> None:
+        super().__init__()
+        self.rim_px, self.surroundings_px = rim_px, surroundings_px
+        self.logits = nn.Parameter(torch.full((4,), math.log(math.e - 1.0)))  # softplus = 1
+
+    def forward(self, probability: Tensor, size: int) -> Tensor:
+        p = probability.detach().float()
+        dilate = lambda x, r: F.max_pool2d(x, 2 * r + 1, stride=1, padding=r)  # noqa: E731
+        core = -dilate(-p, self.rim_px)
+        near = dilate(p, self.rim_px)
+        far = dilate(p, self.surroundings_px)
+        w = F.softplus(self.logits)
+        weight = w[0] * core + w[1] * (near - core) + w[2] * (far - near) + w[3] * (1.0 - far)
+        return F.adaptive_avg_pool2d(weight, size)
+
+
 def _validate(cfg: NetConfig) -> None:
     """Checks NetConfig leaves to the network (it only knows the widths here)."""
     if any(k < 3 or k % 2 == 0 for k in cfg.strip_kernels):
@@ -208,6 +235,8 @@ def _validate(cfg: NetConfig) -> None:
             )
         if not 0.0 <= cfg.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.roi_weighting and not (cfg.segmentation and cfg.classification):
+        raise ValueError("roi_weighting reads the network's own GTV: it needs both segmentation and classification")
 
 
 class MTSANet(nn.Module):
@@ -227,11 +256,17 @@ class MTSANet(nn.Module):
         self.decoder = Decoder(widths) if cfg.segmentation else None
         bottleneck = cfg.input_size // 2 ** (STAGES - 1)
         self.classifier = Classifier(widths[-1], bottleneck, cfg) if cfg.classification else None
+        self.regions = RegionWeighting() if cfg.roi_weighting else None
 
     def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
         feats = self.encoder(x)
         seg = self.decoder(feats) if self.decoder is not None else None
-        cls = self.classifier(feats[-1]) if self.classifier is not None else None
+        cls = None
+        if self.classifier is not None:
+            bottleneck = feats[-1]
+            if self.regions is not None and seg is not None:
+                bottleneck = bottleneck * self.regions(torch.sigmoid(seg), bottleneck.shape[-1])
+            cls = self.classifier(bottleneck)
         return seg, cls
 
     @torch.jit.export
