@@ -118,3 +118,7 @@ def test_train_predict_and_evaluate_a_model_with_several_heads(tmp_path: Path) -
     assert heads["er"]["patients"] == 6 and "accuracy" in heads["er"]
     assert heads["ki-67"]["patients"] == 5 and heads["ki-67"]["unit"] == "%"  # one Ki-67 cell is empty
     assert "mae" in heads["ki-67"] and "accuracy" in heads["subtype"]
+    table = (tmp_path / "eval" / "heads.md").read_text().splitlines()
+    assert table[2] == "| Head | Kind | Patients | Accuracy | AUC | MAE |"
+    assert table[4].startswith("| ER | binary | 6 |") and table[6].startswith("| Ki-67 | regression | 5 | — | — | ")
+    assert table[6].endswith("% |")

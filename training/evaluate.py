@@ -430,6 +430,27 @@ def write_table(stem: Path, rows: Sequence[tuple[str, dict[str, Any]]], title: s
         writer.writerows(flat for _, flat in cells)
 
 
+def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], notes: Sequence[str] = ()) -> None:
+    """Every head in one table, as the multi-head papers report them: accuracy and AUC per
+    classification head (per receptor, response), mean absolute error per regression head (Ki-67)."""
+
+    def cell(metric: dict[str, Any] | None, decimals: int = 3) -> str:
+        if not metric or metric.get("value") is None:
+            return DASH
+        lo, hi = metric.get("ci95", [None, None])
+        return f"{metric['value']:.{decimals}f}" + ("" if lo is None else f" ({lo:.2f}, {hi:.2f})")
+
+    lines = [f"# Heads of {name}", "", "| Head | Kind | Patients | Accuracy | AUC | MAE |", "|---|---|---|---|---|---|"]
+    for head in heads.values():
+        mae = head.get("mae")
+        lines.append(f"| {head['name']} | {head['kind']} | {head['patients']} | {cell(head.get('accuracy'))} | "
+                     f"{cell(head.get('auc') or head.get('auc_macro'))} | "
+                     f"{DASH if mae is None else cell(mae, 2) + (' ' + head.get('unit', '')).rstrip()} |")
+    lines += ["", "Patients: those with a label in the head's column. AUC: one-vs-rest, macro-averaged for more than "
+              "two classes. Indeterminate answers (no GTV) count as wrong and as probability 0.5 (uniform).", *notes]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 # --------------------------------------------------------------------------- whole evaluation
 
 
@@ -507,6 +528,7 @@ def evaluate_model(
     _write_per_patient(out / "per_patient.csv", results)
     notes = [NOT_CLINICAL] if settings.synthetic else []
     write_table(out / "table3", [(name, summary)], f"Evaluation of {name} ({selection.description})", notes)
+    write_heads_table(out / "heads.md", name, summary["heads"], notes)
     y, _, probs, determinate = egfr_scores(results)
     if y.size:
         from .plots import calibration_plot
