@@ -78,6 +78,7 @@ class MTSASegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._running = False
         self._cancelRequested = False
         self._report = None
+        self._applyText = report_view.apply_text(["GTV", "EGFR"])  # until a model is loaded: the bundled one's tasks
         self._inputVolume = None
         self._plotWidget = None
         self._plotViewNode = None
@@ -152,7 +153,7 @@ class MTSASegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.toolTip = "Stop the prediction; nothing is changed."
             self.ui.applyButton.enabled = True
             return
-        self.ui.applyButton.text = "Predict GTV + EGFR"
+        self.ui.applyButton.text = self._applyText
         hasInput = self.ui.inputVolumeSelector.currentNode() is not None
         hasModel = self.modelPath() is None or bool(self.modelPath())
         self.ui.applyButton.enabled = hasInput and hasModel
@@ -274,6 +275,7 @@ class MTSASegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- results -----------------------------------------------------------------------------
 
     def showModel(self, model) -> None:
+        self._applyText = report_view.apply_text([task.name for task in model.tasks])  # the checkpoint's tasks
         info = model.info
         self.ui.modelInfoLabel.text = report_view.model_text(info.name, info.version, info.synthetic_only)
         warning = report_view.model_warning(info.synthetic_only)

@@ -96,6 +96,9 @@ def test_every_head_of_the_model_is_shown_from_the_report():
     subtype_first = {**BREAST, "heads": ["subtype"]}
     assert rv.slice_curve(subtype_first) == ([4], [0.61]) and rv.probability_text(subtype_first) == "0.61"
     assert rv.other_heads_text(REPORT) == "" and rv.probability_label(REPORT) == "Mutant probability:"
+    assert rv.apply_text(["GTV", "EGFR"]) == "Predict GTV + EGFR"
+    assert rv.apply_text(["Tumour", "ER", "PR", "HER2", "Ki-67"]) == "Predict Tumour + ER, PR, HER2, Ki-67"
+    assert rv.apply_text(["GTV"]) == "Predict GTV"
     no_gtv = {"heads": ["ki-67"], "ki-67": {"name": "Ki-67", "kind": "regression", "value": None}}
     assert rv.call_text(no_gtv)[0].startswith("Indeterminate") and rv.probability_text(no_gtv) == rv.NOT_AVAILABLE
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from MTSASegmenterLib.predictor import select_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -27,14 +29,10 @@ class Dist:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> the local CUDA GPU, else Apple's MPS, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        name = "mps" if torch.backends.mps.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    """The predictor's choice (auto: CUDA, then MPS, then the CPU; absent devices refused), with
+    the process's own GPU under torchrun."""
+    chosen = select_device(name)
+    return torch.device("cuda", local_rank) if chosen.type == "cuda" else chosen
 
 
 def setup(device: str) -> Dist:

@@ -50,6 +50,7 @@ from MTSASegmenterLib.pipeline import Prediction, predict_volume
 from tqdm import tqdm
 
 from .cohort import Case, cohort_fingerprint, read_cohort
+from .slices import read_mask
 
 MIN_LESION_MM = 5.0
 NOT_CLINICAL = (
@@ -175,22 +176,11 @@ def _spacing_zyx(image: sitk.Image) -> tuple[float, float, float]:
     return tuple(float(s) for s in image.GetSpacing()[::-1])  # type: ignore[return-value]
 
 
-def _read_truth(case: Case, image: sitk.Image) -> sitk.Image:
-    truth = sitk.ReadImage(str(case.mask))
-    same = truth.GetSize() == image.GetSize() and all(
-        np.allclose(a, b, atol=1e-3)
-        for a, b in ((truth.GetSpacing(), image.GetSpacing()), (truth.GetOrigin(), image.GetOrigin()), (truth.GetDirection(), image.GetDirection()))
-    )
-    if not same:
-        raise InputError(f"{case.mask}: mask of case {case.case_id!r} is not on its image's grid (size, spacing, origin or direction differ)")
-    return truth
-
-
 def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | None) -> PatientResult:
     """Predict one patient's whole volume and score it; writes its pictures when ``pictures`` is a folder."""
     start = time.perf_counter()
     image = read_image(case.image)
-    truth = _read_truth(case, image)
+    truth = read_mask(case, image)
     prediction = predict_volume(image, model, device=device, case=case.case_id, source=str(case.image))
     seg = None
     if model.task("segmentation") is not None:

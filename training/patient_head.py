@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 from tqdm import tqdm
 
 from MTSASegmenterLib.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
@@ -36,6 +35,7 @@ from MTSASegmenterLib.patient_model import fit_logistic
 from MTSASegmenterLib.pipeline import predict_volume
 
 from .cohort import Case, cohort_fingerprint, read_cohort
+from .slices import read_mask
 
 SLICE_FEATURE = "slice_probability"
 PEAK_CANDIDATES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
@@ -74,7 +74,7 @@ def measure(case: Case, model: LoadedModel, device: str) -> Measured:
     prediction = predict_volume(image, model, device=device, case=case.case_id)
     task = model.task("binary")
     return Measured(case, prediction.volume, prediction.slices.gtv_probability,
-                    prediction.grid.mask_to_grid(sitk.ReadImage(str(case.mask))) > 0,
+                    prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
                     tuple(float(s) for s in prediction.grid.reference.GetSpacing()[::-1]),
                     slice_values(model.tasks, prediction.slices.class_logits)[task.name])
 

@@ -48,7 +48,8 @@ class CachedCase:
     free_slices: tuple[int, ...]  # tissue slices without tumour
 
 
-def _read_mask(case: Case, image: sitk.Image) -> sitk.Image:
+def read_mask(case: Case, image: sitk.Image) -> sitk.Image:
+    """The case's GTV mask, refused (one line naming it) unless it is readable and on the image's grid."""
     try:
         mask = sitk.ReadImage(str(case.mask))
     except RuntimeError:
@@ -92,7 +93,7 @@ class SliceCache:
         if not meta_path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
             image = read_image(case.image)
-            mask = _read_mask(case, image)
+            mask = read_mask(case, image)
             grid = ModelGrid.for_image(image, self.preprocess)
             volume = grid.image_to_grid(image)
             labels = grid.mask_to_grid(mask)

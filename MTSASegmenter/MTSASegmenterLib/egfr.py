@@ -3,9 +3,10 @@
 ``top_area_half_mean``, as the paper does it (Zhou et al. 2023, Fig. 5): slices are ranked by
 predicted GTV area; the mean mutation probability of the upper 50% of the slices that show GTV is
 the patient's probability; mutant if it exceeds the threshold.
-``lesion_logistic``: a logistic model (fitted after training, stored in the checkpoint) over the
-features of every predicted lesion and that slice probability, because the genotype also shows
-in how many lesions there are and how they differ, which no single slice holds.
+``lesion_logistic``: a logistic model (fitted after training by ``mtsa fit-head``, stored in the
+checkpoint) over the features of every predicted lesion (and optionally that slice probability),
+because the genotype also shows in how many lesions there are and how they differ, which no
+single slice holds.
 Without any predicted GTV there is no tumour to read the genotype from: the call is indeterminate.
 """
 
@@ -48,8 +49,8 @@ def aggregate_lesion_logistic(
     areas_mm2: Mapping[int, float], probabilities: Mapping[int, float], lesions: list[LesionFeatures],
     model: LogisticModel, threshold: float = 0.5, classes: tuple[str, str] = EGFR_CLASSES,
 ) -> dict[str, Any]:
-    """The paper's slice probability and the lesion features, weighed by ``model``; the features
-    and each one's contribution to the logit are returned as the evidence."""
+    """The lesion features (and the paper's slice probability, if the model uses it) weighed by
+    ``model``; the features and each one's contribution to the logit are returned as the evidence."""
     paper = aggregate_top_area_half(areas_mm2, probabilities, threshold, classes)
     if paper["probability"] is None or not lesions:
         return {**paper, "probability": None, "call": "indeterminate", "evidence": None}

@@ -227,6 +227,11 @@ def status_text(report: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def apply_text(task_names: Sequence[str]) -> str:
+    """The Apply button names what the loaded model predicts: 'Predict GTV + EGFR' for MTSA-Net."""
+    return "Predict " + " + ".join(task_names[:1] + ([", ".join(task_names[1:])] if len(task_names) > 1 else []))
+
+
 def model_text(name: str, version: str, synthetic_only: bool) -> str:
     return f"{name} {version}" + (" (synthetic demo)" if synthetic_only else "")
 
