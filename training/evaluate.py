@@ -315,8 +315,9 @@ def summarise_head(task: TaskSpec, results: Sequence[PatientResult], n_boot: int
     for several classes) for classification, mean absolute error for regression."""
     rows = [(r.heads[task.key], r.labels.get(task.label_column, "").strip()) for r in results if task.key in r.heads]
     rows = [(answer, truth) for answer, truth in rows if truth]
+    unanswered = (lambda a: a["value"] is None) if task.kind == "regression" else (lambda a: a.get("call") == "indeterminate")
     out: dict[str, Any] = {"name": task.name, "kind": task.kind, "patients": len(rows),
-                           "indeterminate": sum(a.get("call") == "indeterminate" or a.get("value", 0) is None for a, _ in rows)}
+                           "indeterminate": sum(unanswered(a) for a, _ in rows)}
     if not rows:
         return out
     if task.kind == "regression":
