@@ -170,5 +170,5 @@ def test_weak_components_are_dropped_and_the_filter_keeps_detection() -> None:
     rows = {(row["min_peak"], row["min_volume_ml"]): row for row in table}
     assert rows[(0.5, 0.0)]["fp_per_patient"] == 2 and rows[(0.98, 0.0)]["lesion_sensitivity"] == 0
     filtered = probability.copy()
-    assert drop_weak_components(filtered, peak, 6) == 2
+    assert drop_weak_components(filtered, peak, volume, patient.spacing_zyx) == 2
     assert (filtered >= 0.5).sum() == truth.sum() and drop_weak_components(filtered, 0.5) == 0

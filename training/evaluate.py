@@ -187,7 +187,7 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
         seg = segmentation_scores(
             prediction.slices.gtv_probability >= 0.5,
             prediction.grid.mask_to_grid(truth),
-            _spacing_zyx(prediction.grid.reference),
+            prediction.grid.spacing_zyx,
             sitk.GetArrayViewFromImage(prediction.mask) != 0,
             sitk.GetArrayViewFromImage(truth) != 0,
             _spacing_zyx(image),

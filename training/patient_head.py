@@ -28,7 +28,7 @@ from MTSASegmenterLib.egfr import aggregate_top_area_half
 from MTSASegmenterLib.errors import InputError, MTSAError
 from MTSASegmenterLib.heads import slice_values
 from MTSASegmenterLib.imageio import read_image
-from MTSASegmenterLib.lesion_features import PATIENT_FEATURES, measure_lesions, patient_features
+from MTSASegmenterLib.lesion_features import PATIENT_FEATURES, equivalent_diameter_mm, measure_lesions, patient_features
 from MTSASegmenterLib.lesions import component_peaks, drop_weak_components, label_components
 from MTSASegmenterLib.outputs import check_writable
 from MTSASegmenterLib.patient_model import fit_logistic
@@ -40,7 +40,9 @@ from .slices import read_mask
 SLICE_FEATURE = "slice_probability"
 PEAK_CANDIDATES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 VOLUME_CANDIDATES_ML = (0.0, 0.01, 0.02, 0.03, 0.05)
-MIN_LESION_MM = 5.0  # the lesions whose detection the component filter must keep (as evaluate counts them)
+# The lesions whose detection the component filter must keep: 5 mm as evaluate counts them, but
+# by equivalent-sphere diameter (the lesion features' size) where evaluate uses the maximum diameter.
+MIN_LESION_MM = 5.0
 SENSITIVITY_SLACK = 0.01  # the filter may lose at most this share of those lesions on the fitting patients
 
 
@@ -75,7 +77,7 @@ def measure(case: Case, model: LoadedModel, device: str) -> Measured:
     task = model.task("binary")
     return Measured(case, prediction.volume, prediction.slices.gtv_probability,
                     prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
-                    tuple(float(s) for s in prediction.grid.reference.GetSpacing()[::-1]),
+                    prediction.grid.spacing_zyx,
                     slice_values(model.tasks, prediction.slices.class_logits)[task.name])
 
 
@@ -94,7 +96,7 @@ def choose_filter(patients: list[Measured]) -> tuple[float, float, list[dict[str
         truth_labels, n_truth = label_components(patient.truth)
         for t in range(1, n_truth + 1):
             inside = truth_labels == t
-            if (6.0 * inside.sum() * voxel_ml * 1000.0 / np.pi) ** (1 / 3) < MIN_LESION_MM:
+            if equivalent_diameter_mm(inside.sum() * voxel_ml) < MIN_LESION_MM:
                 continue
             total += 1
             hit = np.unique(labels[inside])
@@ -111,7 +113,7 @@ def choose_filter(patients: list[Measured]) -> tuple[float, float, list[dict[str
 def patient_row(p: Measured, min_peak: float, min_volume_ml: float) -> dict[str, Any]:
     """One patient's features as the product measures them on its own (filtered) prediction."""
     probability = p.probability.copy()
-    drop_weak_components(probability, min_peak, int(np.ceil(min_volume_ml / (float(np.prod(p.spacing_zyx)) / 1000.0))))
+    drop_weak_components(probability, min_peak, min_volume_ml, p.spacing_zyx)
     areas = {z: float((probability[z] >= 0.5).sum()) for z in p.slice_values}
     paper = aggregate_top_area_half(areas, {z: float(v[-1]) for z, v in p.slice_values.items()})["probability"]
     lesions = measure_lesions(p.volume, probability >= 0.5, p.spacing_zyx)

@@ -98,7 +98,6 @@ class PreprocessConfig:
 
 
 TASK_KINDS = ("segmentation", "binary", "multiclass", "regression")
-HEAD_KINDS = TASK_KINDS[1:]
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ class LesionFeatures:
         return {**{k: round(v, 4) for k, v in asdict(self).items()}, "necrotic": self.necrotic}
 
 
+def equivalent_diameter_mm(volume_ml: float) -> float:
+    """Diameter of the sphere of that volume: a size that irregular outlines do not inflate."""
+    return float((6.0 * volume_ml * 1000.0 / np.pi) ** (1.0 / 3.0))
+
+
 def measure_lesions(volume: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[float, float, float],
                     min_volume_ml: float = 0.02) -> list[LesionFeatures]:
     """Features of each 26-connected component of ``mask`` of at least ``min_volume_ml``, largest first."""
@@ -51,7 +56,7 @@ def measure_lesions(volume: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[flo
         volume_ml = counts[lab] * voxel_ml
         if volume_ml < min_volume_ml:
             continue
-        diameter = float((6.0 * volume_ml * 1000.0 / np.pi) ** (1.0 / 3.0))
+        diameter = equivalent_diameter_mm(volume_ml)
         margin = [int(np.ceil((1.5 * diameter + 4.0) / s)) for s in spacing_zyx]
         box = tuple(slice(max(b.start - m, 0), b.stop + m) for b, m in zip(boxes[lab - 1], margin))
         comp, vol, gtv = labels[box] == lab, volume[box], mask[box] > 0

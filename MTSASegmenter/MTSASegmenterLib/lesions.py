@@ -71,17 +71,19 @@ def component_peaks(probability: np.ndarray, threshold: float = 0.5) -> tuple[np
     return labels, peaks, np.bincount(labels.ravel(), minlength=n + 1)[1:]
 
 
-def drop_weak_components(probability: np.ndarray, min_peak: float, min_voxels: int = 0, threshold: float = 0.5) -> int:
-    """Zero, in place, each component whose highest probability stays below ``min_peak`` or that
-    has fewer than ``min_voxels`` voxels; returns how many were dropped.
+def drop_weak_components(probability: np.ndarray, min_peak: float, min_volume_ml: float = 0.0,
+                         spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0), threshold: float = 0.5) -> int:
+    """Zero, in place, each component whose highest probability stays below ``min_peak`` or whose
+    volume stays below ``min_volume_ml`` (``spacing_zyx`` in mm); returns how many were dropped.
 
     Why: on scans unlike the training data the network leaves many small, uncertain specks (vessel
     cross-sections, partial volume); a true lesion nearly always has a confident core.
     """
-    if min_peak <= threshold and min_voxels <= 1:
+    if min_peak <= threshold and min_volume_ml <= 0:
         return 0
     labels, peaks, sizes = component_peaks(probability, threshold)
-    weak = np.flatnonzero((peaks < min_peak) | (sizes < min_voxels)) + 1
+    volumes_ml = sizes * (float(np.prod(spacing_zyx)) / 1000.0)
+    weak = np.flatnonzero((peaks < min_peak) | (volumes_ml < min_volume_ml)) + 1
     if weak.size:
         probability[np.isin(labels, weak)] = 0.0
     return int(weak.size)

@@ -74,8 +74,7 @@ def predict_volume(
     segmentation = model.task("segmentation")
     dropped = 0
     if segmentation is not None:
-        voxel_ml = float(np.prod(grid.reference.GetSpacing())) / 1000.0
-        dropped = drop_weak_components(outputs.gtv_probability, segmentation.min_peak, int(np.ceil(segmentation.min_volume_ml / voxel_ml)))
+        dropped = drop_weak_components(outputs.gtv_probability, segmentation.min_peak, segmentation.min_volume_ml, grid.spacing_zyx)
     report_progress(0.92, "mapping the GTV back to the input grid")
     probability = grid.grid_to_image(outputs.gtv_probability, image)
     mask = sitk.Cast(probability >= 0.5, sitk.sitkUInt8)
@@ -139,8 +138,7 @@ def build_report(
         raise ValueError("a lesion-feature head needs the model-grid volume: pass volume to build_report")
     measured = None
     if needs_features:
-        spacing_zyx = tuple(float(s) for s in grid.reference.GetSpacing()[::-1])
-        measured = measure_lesions(volume, outputs.gtv_probability >= 0.5, spacing_zyx)
+        measured = measure_lesions(volume, outputs.gtv_probability >= 0.5, grid.spacing_zyx)
     report["heads"] = []
     for task in model.tasks:
         if not task.is_head:

@@ -1,7 +1,7 @@
 """Running the network over a stack of model slices: device, batches, progress, cancel.
 
 Memory stays bounded by the volume itself: slices are stacked one batch at a time and only the
-GTV probability (one float32 per model voxel) and one EGFR probability per slice are kept.
+GTV probability (one float32 per model voxel) and the heads' few outputs per slice are kept.
 
 Speed: the network runs as an inference copy (BatchNorm folded into the convolutions, weights and
 activations channels-last), prepared once per network, device and set of weights and cached, so

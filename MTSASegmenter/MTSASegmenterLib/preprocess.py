@@ -111,6 +111,12 @@ class ModelGrid:
         return cls(reference=reference, stats=stats, cfg=cfg)
 
     @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """Model-grid spacing in array order (slice, row, column), mm."""
+        sx, sy, sz = self.reference.GetSpacing()
+        return float(sz), float(sy), float(sx)
+
+    @property
     def n_slices(self) -> int:
         return self.reference.GetSize()[2]
 
