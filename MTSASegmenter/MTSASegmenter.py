@@ -207,7 +207,7 @@ class MTSASegmenterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if segmentation is not None and slicer_bridge.segmentation_was_edited(segmentation):
             if not slicer.util.confirmYesNoDisplay(
                 f"'{segmentation.GetName()}' has segments that were edited or not made by this module.\n"
-                f"Replace its GTV segment with the new prediction? (Other segments are kept.)\n\n"
+                f"Replace its predicted segment with the new prediction? (Other segments are kept.)\n\n"
                 "Choose No and select 'Create new segmentation' to keep it unchanged.",
                 windowTitle="Replace edited segmentation?",
             ):

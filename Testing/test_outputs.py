@@ -31,9 +31,9 @@ def test_seg_nrrd_is_read_back_by_slicerio_with_terminology_and_geometry(tmp_pat
     (segment,) = seg["segments"]
     assert segment["name"] == "GTV" and segment["labelValue"] == 1
     term = segment["terminology"]
-    assert tuple(term["category"]) == terminology.CATEGORY
-    assert tuple(term["type"]) == terminology.TYPE
-    assert tuple(term["anatomicRegion"]) == terminology.REGION
+    assert tuple(term["category"]) == terminology.GTV.category
+    assert tuple(term["type"]) == terminology.GTV.type
+    assert tuple(term["anatomicRegion"]) == terminology.GTV.region
     direction = np.array(mask.GetDirection()).reshape(3, 3)
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, :3] = direction @ np.diag(mask.GetSpacing())

@@ -83,7 +83,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         finally:
             close()
         result.report["timing"]["total_s"] = round(time.perf_counter() - start, 3)
-        write_prediction_files(targets[path], result.mask, result.report)
+        write_prediction_files(targets[path], result.mask, result.report, segment=result.segment)
         print(summary_line(result.report))
     return 0
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import CheckpointError
+from .terminology import TERMINOLOGIES
 
 
 def _from_dict(cls, data: dict[str, Any], what: str):
@@ -121,10 +122,14 @@ class TaskSpec:
     scale: float = 1.0
     min_peak: float = 0.0  # segmentation: drop GTV components whose highest probability stays below this
     min_volume_ml: float = 0.0  # segmentation: ... or that are smaller than this
+    terminology: str = ""  # segmentation: key of terminology.TERMINOLOGIES (default: brain metastasis)
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+        if self.terminology and (self.kind != "segmentation" or self.terminology not in TERMINOLOGIES):
+            raise ValueError(f"task {self.name!r}: terminology {self.terminology!r} is not one of {', '.join(TERMINOLOGIES)} "
+                             "(segmentation tasks only)")
         if self.kind == "binary" and len(self.classes) != 2:
             raise ValueError(f"task {self.name!r}: a binary head needs exactly 2 classes, got {len(self.classes)}")
         if self.kind == "multiclass" and len(self.classes) < 2:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from . import terminology
 from .checkpoint import LoadedModel
 from .heads import head_answer, slice_values
 from .lesion_features import measure_lesions
@@ -29,6 +30,7 @@ class Prediction:
     grid: ModelGrid
     slices: SliceOutputs
     volume: np.ndarray  # the normalised input on the model grid [z, y, x]
+    segment: terminology.SegmentTerminology = terminology.GTV  # name and DICOM terminology of the mask
 
 
 def orientation_code(image: sitk.Image) -> str:
@@ -86,7 +88,7 @@ def predict_volume(
     report["device"] = str(torch_device)
     report["timing"] = {"total_s": round(time.perf_counter() - start, 3), "inference_s": round(inference_s, 3)}
     report_progress(1.0, "done")
-    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume)
+    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume, segment=terminology.for_task(segmentation))
 
 
 def build_report(
@@ -122,6 +124,7 @@ def build_report(
             "synthetic_only": model.info.synthetic_only,
         },
         "gtv": {
+            "segment": terminology.for_task(model.task("segmentation")).to_report(),
             "volume_ml": round(sum(lesion.volume_ml for lesion in lesions), 4),
             "lesions": [lesion.to_dict() for lesion in lesions],
         },

@@ -36,13 +36,13 @@ PRESETS: dict[str, Preset] = {
     "mtsa-net": Preset("brain metastasis GTV + EGFR, T1-CE MR (MTSA-Net)", DEFAULT_TASKS),
     "hcc-tace": Preset(
         "HCC segmentation + objective response to TACE, contrast CT (multi-DL)",
-        (TaskSpec("Tumour", "segmentation"),
+        (TaskSpec("Tumour", "segmentation", terminology="liver-tumour"),
          TaskSpec("Response", "binary", ("non-response", "response"), aggregation="top_area_half_mean")),
         preprocess={"normalisation": "ct_window", "window": (-100.0, 250.0), "clip_max": 1.0},
     ),
     "breast-dce": Preset(
         "breast tumour segmentation + ER, PR, HER2, Ki-67, single-phase DCE-MRI",
-        (TaskSpec("Tumour", "segmentation"), _receptor("ER"), _receptor("PR"), _receptor("HER2"),
+        (TaskSpec("Tumour", "segmentation", terminology="breast-tumour"), _receptor("ER"), _receptor("PR"), _receptor("HER2"),
          TaskSpec("Ki-67", "regression", column="ki67", unit="%", scale=100.0, aggregation="top_area_half_mean")),
         preprocess={"normalisation": "percentile", "percentiles": (1.0, 99.0)},
         net={"roi_weighting": True},
