@@ -119,6 +119,6 @@ def test_train_predict_and_evaluate_a_model_with_several_heads(tmp_path: Path) -
     assert heads["ki-67"]["patients"] == 5 and heads["ki-67"]["unit"] == "%"  # one Ki-67 cell is empty
     assert "mae" in heads["ki-67"] and "accuracy" in heads["subtype"]
     table = (tmp_path / "eval" / "heads.md").read_text().splitlines()
-    assert table[2] == "| Head | Kind | Patients | Accuracy | AUC | MAE |"
-    assert table[4].startswith("| ER | binary | 6 |") and table[6].startswith("| Ki-67 | regression | 5 | — | — | ")
-    assert table[6].endswith("% |")
+    assert table[2].startswith("Segmentation: Dice ") and table[4] == "| Head | Kind | Patients | Accuracy | AUC | MAE | Best possible |"
+    assert table[6].startswith("| ER | binary | 6 |") and table[8].startswith("| Ki-67 | regression | 5 | — | — | ")
+    assert table[8].endswith("% | — |")  # not a synthetic cohort: no best possible

@@ -9,7 +9,8 @@ from scipy import ndimage
 
 pytest.importorskip("nilearn")
 
-from training.phantom import PhantomConfig, best_possible_accuracy, draw_biology, generate_case, write_cohort  # noqa: E402
+from training.phantom import PhantomConfig, best_possible_accuracy, draw_biology, generate_case  # noqa: E402
+from training.phantoms import write_cohort  # noqa: E402
 from training.phantom_anatomy import load_anatomy  # noqa: E402
 from training.phantom_geometry import SITES, draw_acquisition  # noqa: E402
 

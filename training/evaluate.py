@@ -27,7 +27,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -342,12 +341,12 @@ def summarise_head(task: TaskSpec, results: Sequence[PatientResult], n_boot: int
     return out
 
 
-@lru_cache(maxsize=1)
-def cohort_best_accuracy() -> float:
-    """The phantom's Bayes-limit EGFR accuracy (PHANTOM.md), simulated once per process."""
-    from .phantom import best_possible_accuracy
+def cohort_limits(data: Path | None) -> dict[str, dict[str, float]]:
+    """Best possible scores per head on a synthetic cohort: those of the phantom that wrote the
+    folder (phantom.json), else the brain phantom's (PHANTOM.md; cohorts written before phantom.json)."""
+    from .phantoms import best_possible, cohort_preset
 
-    return float(best_possible_accuracy())
+    return best_possible((cohort_preset(data) if data else None) or "mtsa-net")
 
 
 # --------------------------------------------------------------------------- tables
@@ -421,9 +420,11 @@ def write_table(stem: Path, rows: Sequence[tuple[str, dict[str, Any]]], title: s
         writer.writerows(flat for _, flat in cells)
 
 
-def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], notes: Sequence[str] = ()) -> None:
+def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], notes: Sequence[str] = (),
+                      gtv: dict[str, Any] | None = None) -> None:
     """Every head in one table, as the multi-head papers report them: accuracy and AUC per
-    classification head (per receptor, response), mean absolute error per regression head (Ki-67)."""
+    classification head (per receptor, response), mean absolute error per regression head (Ki-67),
+    each beside the cohort's best possible score; the segmentation's Dice above it."""
 
     def cell(metric: dict[str, Any] | None, decimals: int = 3) -> str:
         if not metric or metric.get("value") is None:
@@ -431,14 +432,27 @@ def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], n
         lo, hi = metric.get("ci95", [None, None])
         return f"{metric['value']:.{decimals}f}" + ("" if lo is None else f" ({lo:.2f}, {hi:.2f})")
 
-    lines = [f"# Heads of {name}", "", "| Head | Kind | Patients | Accuracy | AUC | MAE |", "|---|---|---|---|---|---|"]
+    def best(head: dict[str, Any]) -> str:
+        limits = head.get("best_possible") or {}
+        parts = [f"{label} {limits[key]:.3f}" for key, label in (("accuracy", "accuracy"), ("auc", "AUC")) if key in limits]
+        if "mae" in limits:
+            parts.append(f"MAE {limits['mae']:.2f} {head.get('unit', '')}".rstrip())
+        return ", ".join(parts) or DASH
+
+    lines = [f"# Heads of {name}", ""]
+    if gtv:
+        lines += [f"Segmentation: Dice {cell(gtv.get('dice'))} on tumour slices, volume Dice {cell(gtv.get('volume_dice'))}, "
+                  f"lesion sensitivity {cell(gtv.get('lesion_sensitivity'))}, "
+                  f"false-positive lesions per patient {cell(gtv.get('false_positive_lesions_per_patient'), 2)}.", ""]
+    lines += ["| Head | Kind | Patients | Accuracy | AUC | MAE | Best possible |", "|---|---|---|---|---|---|---|"]
     for head in heads.values():
         mae = head.get("mae")
         lines.append(f"| {head['name']} | {head['kind']} | {head['patients']} | {cell(head.get('accuracy'))} | "
                      f"{cell(head.get('auc') or head.get('auc_macro'))} | "
-                     f"{DASH if mae is None else cell(mae, 2) + (' ' + head.get('unit', '')).rstrip()} |")
+                     f"{DASH if mae is None else cell(mae, 2) + (' ' + head.get('unit', '')).rstrip()} | {best(head)} |")
     lines += ["", "Patients: those with a label in the head's column. AUC: one-vs-rest, macro-averaged for more than "
-              "two classes. Indeterminate answers (no GTV) count as wrong and as probability 0.5 (uniform).", *notes]
+              "two classes. Indeterminate answers (no GTV) count as wrong and as probability 0.5 (uniform). Best possible: "
+              "the Bayes classifier (or posterior-median estimator) that sees the phantom's true lesion features.", *notes]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -512,14 +526,17 @@ def evaluate_model(
         "rules": list(RULES),
     }
     if settings.synthetic:
-        summary["best_possible_accuracy"] = cohort_best_accuracy()
+        limits = cohort_limits(data)
+        summary["best_possible_accuracy"] = limits.get("egfr", {}).get("accuracy")
+        for key, head in summary["heads"].items():
+            head["best_possible"] = limits.get(key)
         summary["statement"] = NOT_CLINICAL
     summary = finite_or_none(summary)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     _write_per_patient(out / "per_patient.csv", results)
     notes = [NOT_CLINICAL] if settings.synthetic else []
     write_table(out / "table3", [(name, summary)], f"Evaluation of {name} ({selection.description})", notes)
-    write_heads_table(out / "heads.md", name, summary["heads"], notes)
+    write_heads_table(out / "heads.md", name, summary["heads"], notes, summary["gtv"])
     y, _, probs, determinate = egfr_scores(results)
     if y.size:
         from .plots import calibration_plot

@@ -16,12 +16,7 @@ at another site is the same patient scanned elsewhere.
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -32,10 +27,8 @@ from .phantom_biology import LesionBiology, best_possible_accuracy, draw_biology
 from .phantom_geometry import SITES, Acquisition, bias_field, draw_acquisition, draw_deformation
 from .phantom_lesions import LesionRenderer, place_lesions
 
-__all__ = ["PhantomConfig", "PhantomCase", "generate_case", "write_cohort", "best_possible_accuracy", "draw_biology"]
+__all__ = ["PhantomConfig", "PhantomCase", "generate_case", "best_possible_accuracy", "draw_biology"]
 
-CSV_COLUMNS = ("case_id", "image", "mask", "egfr", "site", "acquired")
-FIRST_DAY, LAST_DAY = dt.date(2018, 1, 1), dt.date(2022, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -77,12 +70,17 @@ class PhantomCase:
     wm_intensity: float = 1.0  # nominal WM intensity in image units (before bias and noise)
     acquisition: dict | None = None
 
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"egfr": self.egfr}
 
-def _resample(source: sitk.Image, acq: Acquisition, transform: sitk.Transform, n_sub: int,
-              start: tuple[int, int, int] = (0, 0, 0), size: tuple[int, int, int] | None = None) -> np.ndarray:
+
+def resample_profile(source: sitk.Image, acq: Acquisition, transform: sitk.Transform, n_sub: int,
+                     start: tuple[int, int, int] = (0, 0, 0), size: tuple[int, int, int] | None = None,
+                     outside: float = 0.0) -> np.ndarray:
     """Linear resampling onto sub-slices, averaged to the slice profile -> [slice, row, col]."""
     ref = acq.reference(n_sub, start, size)
-    out = sitk.GetArrayFromImage(sitk.Resample(source, ref, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    out = sitk.GetArrayFromImage(sitk.Resample(source, ref, transform, sitk.sitkLinear, outside, sitk.sitkFloat32))
     return out.reshape(-1, n_sub, *out.shape[1:]).mean(axis=1)
 
 
@@ -124,7 +122,7 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     image *= bias_field(anat.shape, scan_rng, acq.bias)
     n_sub = max(1, int(np.ceil(acq.thickness_mm / config.sub_slice_mm - 1e-6)))
     transform = deformation.transform
-    signal = _resample(anat.to_sitk(image.astype(np.float32)), acq, transform, n_sub)
+    signal = resample_profile(anat.to_sitk(image.astype(np.float32)), acq, transform, n_sub)
 
     sigma = np.float32(acq.noise)
     n1 = scan_rng.standard_normal(signal.shape, dtype=np.float32)
@@ -138,7 +136,7 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     box = _lesion_box(acq, [r.centre_lps for r in renderers], [r.radius * 1.3 + 2.0 for r in renderers])
     if box is not None:
         start, size = box
-        occ = _resample(anat.to_sitk(occupancy), acq, transform, n_sub, start, size)
+        occ = resample_profile(anat.to_sitk(occupancy), acq, transform, n_sub, start, size)
         mask[start[2]:start[2] + size[2], start[1]:start[1] + size[1], start[0]:start[0] + size[0]] = occ >= 0.5
 
     out_image = sitk.GetImageFromArray(signal)
@@ -174,48 +172,3 @@ def _lesion_box(acq: Acquisition, centres: list[np.ndarray], radii: list[float])
     if np.any(hi <= lo):
         return None
     return tuple(int(v) for v in lo), tuple(int(v) for v in hi - lo)
-
-
-def _write_atomic(image: sitk.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    sitk.WriteImage(image, str(tmp), useCompression=True)
-    os.replace(tmp, path)
-
-
-def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int = 0,
-                 progress: Callable[[float, str], None] | None = None, overwrite: bool = False,
-                 config: PhantomConfig | None = None) -> Path:
-    """Write n_cases to out_dir (imagesTr/, labelsTr/, cases.csv written last); returns cases.csv.
-
-    Case i's seed derives from (seed, site, i), so internal and external cohorts with the same
-    seed hold different patients; acquisition dates spread over 2018-2022 for temporal splits.
-    """
-    out_dir = Path(out_dir)
-    csv_path = out_dir / "cases.csv"
-    if csv_path.exists() and csv_path.stat().st_size > 0 and not overwrite:
-        raise FileExistsError(f"{csv_path} exists; pass overwrite=True to replace the cohort")
-    (out_dir / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
-    site_code = sum(ord(ch) << (8 * i) for i, ch in enumerate(site[:8]))
-    days = (LAST_DAY - FIRST_DAY).days
-    rows = []
-    for i in range(n_cases):
-        case_seed = int(np.random.SeedSequence([seed, site_code, i]).generate_state(1)[0])
-        case_id = f"{site}-{i:04d}"
-        if progress:
-            progress(i / n_cases, f"case {case_id}")
-        case = generate_case(case_seed, site, config=config)
-        image_rel, mask_rel = f"imagesTr/{case_id}.nii.gz", f"labelsTr/{case_id}.nii.gz"
-        _write_atomic(case.image, out_dir / image_rel)
-        _write_atomic(case.mask, out_dir / mask_rel)
-        acquired = FIRST_DAY + dt.timedelta(days=int(np.random.default_rng(case_seed).integers(days + 1)))
-        rows.append((case_id, image_rel, mask_rel, case.egfr, site, acquired.isoformat()))
-    tmp = csv_path.with_name(".cases.csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(rows)
-    os.replace(tmp, csv_path)
-    if progress:
-        progress(1.0, f"{n_cases} cases in {out_dir}")
-    return csv_path

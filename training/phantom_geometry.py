@@ -140,13 +140,14 @@ class Acquisition:
         return (self.direction.T @ (np.asarray(p) - self.origin)) / np.array(self.spacing)
 
 
-def draw_acquisition(rng: np.random.Generator, site: str, head_points: np.ndarray, max_matrix: int | None,
+def draw_acquisition(rng: np.random.Generator, site: str | SiteSpec, head_points: np.ndarray, max_matrix: int | None,
                      thickness_mm: tuple[float, float] | None = None) -> Acquisition:
-    """Scanner draw: orientation first, then a matrix and spacing whose field of view holds the head.
+    """Scanner draw: orientation first, then a matrix and spacing whose field of view holds the head
+    (or body part: the other phantoms pass their own SiteSpec and points).
 
     ``thickness_mm`` replaces the site's slice-thickness range (domain randomisation of training data).
     """
-    spec = SITES[site]
+    spec = SITES[site] if isinstance(site, str) else site
     orientation = spec.orientations[int(rng.integers(len(spec.orientations)))]
     direction = BASE_DIRECTIONS[orientation]
     oblique = float(rng.uniform(0.0, spec.max_oblique_deg)) if spec.max_oblique_deg > 0 and rng.random() < 0.5 else 0.0
