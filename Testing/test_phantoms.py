@@ -16,10 +16,11 @@ from scipy import integrate
 from MTSASegmenterLib import terminology
 from MTSASegmenterLib.checkpoint import load_checkpoint
 from MTSASegmenterLib.cli import main as mtsa_main
+from MTSASegmenterLib.presets import PRESETS
 
 from training import phantom_breast, phantom_liver
 from training.phantom_body import count_logpmf, lognormal_logpdf
-from training.phantoms import PHANTOMS, cohort_preset, write_cohort
+from training.phantoms import PHANTOMS, best_possible, cohort_preset, write_cohort
 from training.phantom import PhantomConfig
 
 CHEAP = PhantomConfig(max_matrix=96)
@@ -99,33 +100,42 @@ def test_synth_refuses_brain_knobs_for_another_preset(tmp_path: Path, capsys) ->
     assert not (tmp_path / "c").exists()
 
 
-def test_hcc_preset_trains_predicts_and_evaluates_on_its_phantom(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("preset, terminology_key, heads", [("hcc-tace", "liver-tumour", ["response"]),
+                                                           ("breast-dce", "breast-tumour", ["er", "pr", "her2", "ki-67"])])
+def test_preset_trains_predicts_and_evaluates_on_its_phantom(tmp_path: Path, capsys, preset: str, terminology_key: str,
+                                                              heads: list[str]) -> None:
     """The whole researcher path for a non-EGFR preset: synth, train, predict (segment named and coded
-    as a liver tumour), evaluate (response AUC and Dice beside the phantom's best possible)."""
-    cohort = tmp_path / "liver"
-    assert mtsa_main(["synth", "--preset", "hcc-tace", "--out", str(cohort), "--cases", "5", "--seed", "2", "--max-matrix", "96"]) == 0
+    as the preset's tumour), evaluate (each head beside the phantom's best possible, Dice above)."""
+    cohort = tmp_path / preset
+    assert mtsa_main(["synth", "--preset", preset, "--out", str(cohort), "--cases", "5", "--seed", "2", "--max-matrix", "96"]) == 0
     out = capsys.readouterr().out
-    assert "response accuracy" in out and "response auc" in out
-    assert mtsa_main(["train", "--data", str(cohort), "--out", str(tmp_path / "run"), "--preset", "hcc-tace", "--epochs", "1",
+    assert f"{heads[0]} accuracy" in out and f"{heads[0]} auc" in out
+    assert mtsa_main(["train", "--data", str(cohort), "--out", str(tmp_path / "run"), "--preset", preset, "--epochs", "1",
                       "--input-size", "64", "--width", "4", "--spacing", "6", "--min-slice-mm", "6", "--batch-size", "4",
                       "--val-fraction", "0.2", "--test-fraction", "0.2", "--workers", "0", "--no-progress", "--device", "cpu"]) == 0
     model = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert [t.name for t in model.tasks] == ["Tumour", "Response"] and model.preprocess.normalisation == "ct_window"
+    assert [t.key for t in model.tasks] == ["tumour", *heads]
+    assert model.preprocess.normalisation == PRESETS[preset].preprocess["normalisation"]
+    assert model.net_config.roi_weighting == (preset == "breast-dce")
 
     image = cohort / "imagesTr" / "internal-0000.nii.gz"
     assert mtsa_main(["predict", str(image), "--model", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "pred"),
                       "--device", "cpu"]) == 0
+    expected = terminology.TERMINOLOGIES[terminology_key]
     report = json.loads((tmp_path / "pred" / "internal-0000.json").read_text())
-    assert report["heads"] == ["response"] and report["gtv"]["segment"]["region"] == "Liver"
+    assert report["heads"] == heads and report["gtv"]["segment"]["region"] == expected.region[2]
     (segment,) = slicerio.read_segmentation(str(tmp_path / "pred" / "internal-0000.seg.nrrd"))["segments"]
-    liver = terminology.TERMINOLOGIES["liver-tumour"]
-    assert segment["name"] == "Tumour" and tuple(segment["terminology"]["anatomicRegion"]) == liver.region
-    assert tuple(segment["terminology"]["type"]) == liver.type
+    assert segment["name"] == "Tumour" and tuple(segment["terminology"]["anatomicRegion"]) == expected.region
+    assert tuple(segment["terminology"]["type"]) == expected.type
 
     assert mtsa_main(["evaluate", "--data", str(cohort), "--model", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "eval"),
                       "--cases", "all", "--n-boot", "20", "--device", "cpu"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    best = metrics["heads"]["response"]["best_possible"]
-    assert best == pytest.approx(phantom_liver.best_possible()["response"]) and metrics["best_possible_accuracy"] is None
+    limits = best_possible(preset)
+    assert {k: metrics["heads"][k]["best_possible"] for k in heads} == limits
+    assert metrics["best_possible_accuracy"] is None  # no EGFR head
     table = (tmp_path / "eval" / "heads.md").read_text()
-    assert "Segmentation: Dice" in table and f"accuracy {best['accuracy']:.3f}, AUC {best['auc']:.3f}" in table
+    first = limits[heads[0]]
+    assert "Segmentation: Dice" in table and f"accuracy {first['accuracy']:.3f}, AUC {first['auc']:.3f}" in table
+    if "ki-67" in heads:
+        assert f"MAE {limits['ki-67']['mae']:.2f} %" in table
