@@ -74,7 +74,7 @@ class Measured:
 def measure(case: Case, model: LoadedModel, device: str) -> Measured:
     image = read_image(case.image)
     prediction = predict_volume(image, model, device=device, case=case.case_id)
-    task = model.task("binary")
+    task = model.egfr_task()
     return Measured(case, prediction.volume, prediction.slices.gtv_probability,
                     prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
                     prediction.grid.spacing_zyx,
@@ -140,7 +140,7 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
              with_slice_probability: bool = False, progress_bar: bool = True) -> dict[str, Any]:
     """Choose the GTV component filter, fit the patient model, write the new checkpoint to ``out``
     and the feature table beside it; returns the summary."""
-    task, segmentation = model.task("binary"), model.task("segmentation")
+    task, segmentation = model.egfr_task(), model.task("segmentation")
     if task is None or segmentation is None:
         raise InputError(f"{model.path}: fit-head needs a model with both the GTV and the EGFR task")
     unfiltered = {"segmentation": {"min_peak": 0.0, "min_volume_ml": 0.0}, "binary": {"aggregation": "top_area_half_mean", "patient_model": {}}}

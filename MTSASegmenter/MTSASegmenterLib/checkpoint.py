@@ -38,6 +38,10 @@ class LoadedModel:
     def task(self, kind: str) -> TaskSpec | None:
         return next((t for t in self.tasks if t.kind == kind), None)
 
+    def egfr_task(self) -> TaskSpec | None:
+        """MTSA-Net's EGFR head: the binary head that reads the ``egfr`` column (Table 3's EGFR columns)."""
+        return next((t for t in self.tasks if t.kind == "binary" and t.label_column == "egfr"), None)
+
 
 def save_checkpoint(
     path: str | Path,
