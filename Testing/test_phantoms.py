@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
-from scipy import integrate
 from MTSASegmenterLib import terminology
 from MTSASegmenterLib.checkpoint import load_checkpoint
 from MTSASegmenterLib.cli import main as mtsa_main
 from MTSASegmenterLib.presets import PRESETS
+from scipy import integrate
 
 from training import phantom_breast, phantom_liver
+from training.phantom import PhantomConfig
 from training.phantom_body import count_logpmf, lognormal_logpdf
 from training.phantoms import PHANTOMS, best_possible, cohort_preset, write_cohort
-from training.phantom import PhantomConfig
 
 CHEAP = PhantomConfig(max_matrix=96)
 

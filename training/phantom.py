@@ -30,7 +30,6 @@ from .phantom_lesions import LesionRenderer, place_lesions
 __all__ = ["PhantomConfig", "PhantomCase", "generate_case", "best_possible_accuracy", "draw_biology"]
 
 
-
 @dataclass(frozen=True)
 class PhantomConfig:
     """Knobs of the generator. Defaults follow PHANTOM.md; domain_randomisation is off (0.0).

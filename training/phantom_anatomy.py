@@ -177,26 +177,32 @@ def stamp_tubes(shape: tuple[int, ...], points: np.ndarray, radii: np.ndarray, l
 
 def vessel_paths(anat: Anatomy, rng: np.random.Generator, n_vessels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Smooth random walks from sulcal CSF: thin bright tubes, the main false-positive source."""
-    allowed = anat.outside < 2.0
-    pts, radii, levels = [], [], []
     seeds = anat.vessel_seeds[rng.integers(0, len(anat.vessel_seeds), n_vessels)]
+    return tube_walks(rng, anat.outside < 2.0, seeds, (0.35, 1.3), (1.3, 2.2), (40, 200), 0.18)  # 20-100 mm
+
+
+def tube_walks(rng: np.random.Generator, allowed: np.ndarray, seeds: np.ndarray, radius_mm: tuple[float, float],
+               level: tuple[float, float], steps: tuple[float, float], turn: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smooth random walks of 0.5 mm steps from each seed (flat index) while inside ``allowed``:
+    centre-line points (index coords), radii tapering by 40% and one level per tube."""
+    pts, radii, levels = [], [], []
     for seed in seeds:
-        p = np.array(np.unravel_index(seed, anat.shape), float)
+        p = np.array(np.unravel_index(seed, allowed.shape), float)
         d = rng.standard_normal(3)
         d /= np.linalg.norm(d)
-        r0 = float(np.exp(rng.uniform(np.log(0.35), np.log(1.3))))
-        level = float(rng.uniform(1.3, 2.2))
-        n_steps = int(rng.uniform(40, 200))  # 0.5 mm steps: 20-100 mm
+        r0 = float(np.exp(rng.uniform(*np.log(radius_mm))))
+        value = float(rng.uniform(*level))
+        n_steps = int(rng.uniform(*steps))
         for k in range(n_steps):
-            d = d + 0.18 * rng.standard_normal(3)
+            d = d + turn * rng.standard_normal(3)
             d /= np.linalg.norm(d)
             p = p + 0.5 * d
             i = np.rint(p).astype(int)
-            if np.any(i < 0) or np.any(i >= anat.shape) or not allowed[tuple(i)]:
+            if np.any(i < 0) or np.any(i >= allowed.shape) or not allowed[tuple(i)]:
                 break
             pts.append(p.copy())
             radii.append(r0 * (1.0 - 0.4 * k / n_steps))
-            levels.append(level)
+            levels.append(value)
     return np.array(pts).reshape(-1, 3), np.array(radii), np.array(levels)
 
 

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from .phantom_anatomy import stamp_tubes
+from .phantom_anatomy import stamp_tubes, tube_walks
 from .phantom_geometry import SiteSpec, bias_field, draw_acquisition
 
 # --------------------------------------------------------------------------- distributions
@@ -133,25 +133,9 @@ def random_vessels(rng: np.random.Generator, allowed: np.ndarray, n: int, radius
                    level: tuple[float, float], length_mm: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Smooth random walks inside ``allowed``: (weight, weight x level) maps of thin bright tubes."""
     seeds = np.flatnonzero(allowed)
-    pts, radii, levels = [], [], []
-    for seed in seeds[rng.integers(0, len(seeds), n)] if len(seeds) else []:
-        p = np.array(np.unravel_index(seed, allowed.shape), float)
-        d = rng.standard_normal(3)
-        d /= np.linalg.norm(d)
-        r0 = float(np.exp(rng.uniform(*np.log(radius_mm))))
-        lv = float(rng.uniform(*level))
-        steps = int(rng.uniform(*length_mm) * 2)
-        for k in range(steps):
-            d = d + 0.15 * rng.standard_normal(3)
-            d /= np.linalg.norm(d)
-            p = p + 0.5 * d
-            i = np.rint(p).astype(int)
-            if np.any(i < 0) or np.any(i >= allowed.shape) or not allowed[tuple(i)]:
-                break
-            pts.append(p.copy())
-            radii.append(r0 * (1.0 - 0.4 * k / steps))
-            levels.append(lv)
-    return stamp_tubes(allowed.shape, np.array(pts).reshape(-1, 3), np.array(radii), np.array(levels))
+    seeds = seeds[rng.integers(0, len(seeds), n)] if len(seeds) else seeds
+    walks = tube_walks(rng, allowed, seeds, radius_mm, level, (2 * length_mm[0], 2 * length_mm[1]), 0.15)
+    return stamp_tubes(allowed.shape, *walks)
 
 
 def ellipsoid_sdf(grid: RenderGrid, centre: np.ndarray, axes: np.ndarray, rotation: np.ndarray,
@@ -239,6 +223,19 @@ def place_centres(rng: np.random.Generator, depth: np.ndarray, grid: RenderGrid,
 
 
 # --------------------------------------------------------------------------- scanner
+
+
+@dataclass
+class BodyCase:
+    """One patient of the liver or breast phantom: scan and GTV mask on one grid, the labels
+    (cases.csv columns) and the truth that made them."""
+
+    image: sitk.Image
+    mask: sitk.Image
+    labels: dict[str, str]
+    lesions: list[dict]
+    site: str
+    acquisition: dict
 
 
 @dataclass

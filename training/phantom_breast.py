@@ -16,11 +16,22 @@ from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
-import SimpleITK as sitk
 from scipy.special import ndtr
 
-from .phantom_body import (Lesion, RenderGrid, Scene, inside_depth, draw_lognormal, ellipsoid_sdf, place_centres, random_vessels, roc_auc,
-                           scan, smooth_noise)
+from .phantom_body import (
+    BodyCase,
+    Lesion,
+    RenderGrid,
+    Scene,
+    draw_lognormal,
+    ellipsoid_sdf,
+    inside_depth,
+    place_centres,
+    random_vessels,
+    roc_auc,
+    scan,
+    smooth_noise,
+)
 from .phantom_geometry import SiteSpec
 
 P_ER = 0.72
@@ -205,17 +216,7 @@ def render(rng: np.random.Generator, t: BreastTumour) -> tuple[Scene, list[dict]
     return Scene(grid, img, occupancy, extent, 0.0), [truth]
 
 
-@dataclass
-class BreastCase:
-    image: sitk.Image
-    mask: sitk.Image
-    labels: dict[str, str]
-    lesions: list[dict]
-    site: str
-    acquisition: dict
-
-
-def generate_case(seed: int, site: str = "internal", max_matrix: int | None = None) -> BreastCase:
+def generate_case(seed: int, site: str = "internal", max_matrix: int | None = None) -> BodyCase:
     """One patient, deterministic in (seed, site); the same seed at another site is the same patient."""
     if site not in SITES:
         raise ValueError(f"site must be one of {sorted(SITES)}, not {site!r}")
@@ -223,4 +224,4 @@ def generate_case(seed: int, site: str = "internal", max_matrix: int | None = No
     tumour = draw_tumour(bio_rng)
     scene, truth = render(anat_rng, tumour)
     image, mask, acq = scan(scene, scan_rng, SITES[site], max_matrix, ct=False)
-    return BreastCase(image, mask, tumour.labels, truth, site, acq)
+    return BodyCase(image, mask, tumour.labels, truth, site, acq)

@@ -15,12 +15,28 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from .phantom_body import (Lesion, RenderGrid, Scene, inside_depth, bernoulli_logpmf, count_logpmf, draw_count, draw_lognormal, ellipsoid_sdf,
-                           lognormal_logpdf, place_centres, random_vessels, roc_auc, scan, smooth_noise, uniform_logpdf)
+from .phantom_body import (
+    BodyCase,
+    Lesion,
+    RenderGrid,
+    Scene,
+    bernoulli_logpmf,
+    count_logpmf,
+    draw_count,
+    draw_lognormal,
+    ellipsoid_sdf,
+    inside_depth,
+    lognormal_logpdf,
+    place_centres,
+    random_vessels,
+    roc_auc,
+    scan,
+    smooth_noise,
+    uniform_logpdf,
+)
 from .phantom_geometry import SiteSpec
 
 P_RESPONSE = 0.6
@@ -180,17 +196,7 @@ def render(rng: np.random.Generator, tumours: list[Tumour], contrast: float) -> 
     return Scene(grid, img, occupancy, extent, -1000.0), truth
 
 
-@dataclass
-class LiverCase:
-    image: sitk.Image
-    mask: sitk.Image
-    labels: dict[str, str]
-    lesions: list[dict]
-    site: str
-    acquisition: dict
-
-
-def generate_case(seed: int, site: str = "internal", max_matrix: int | None = None) -> LiverCase:
+def generate_case(seed: int, site: str = "internal", max_matrix: int | None = None) -> BodyCase:
     """One patient, deterministic in (seed, site); the same seed at another site is the same patient."""
     if site not in SITES:
         raise ValueError(f"site must be one of {sorted(SITES)}, not {site!r}")
@@ -201,4 +207,4 @@ def generate_case(seed: int, site: str = "internal", max_matrix: int | None = No
     scene, truth = render(anat_rng, tumours, contrast)
     image, mask, acq = scan(scene, scan_rng, SITES[site], max_matrix, ct=True)
     acq["contrast"] = contrast
-    return LiverCase(image, mask, {"response": label}, truth, site, acq)
+    return BodyCase(image, mask, {"response": label}, truth, site, acq)
