@@ -126,7 +126,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     """Training-side commands import ``training`` only when run, so prediction stays lean."""
     for name, module, help_text in (
-        ("synth", "training.synth_cli", "generate a synthetic cohort (shared/docs/PHANTOM.md)"),
+        ("synth", "training.synth_cli", "generate a synthetic cohort (brain MR of PHANTOM.md; --preset: liver CT, breast DCE-MRI)"),
         ("demo", "training.demo", "predict one synthetic case with the bundled model and compare with the truth"),
         ("train", "training.loop", "train MTSA-Net on a cohort folder"),
         ("fit-head", "training.patient_head", "fit the patient-level EGFR model (lesion features) of a trained network"),
