@@ -156,7 +156,7 @@ def render(rng: np.random.Generator, tumours: list[Tumour], contrast: float) -> 
     put(ellipsoid_sdf(grid, sc, np.array([45.0, 35, 55]), np.eye(3)), 45 + enh(60) + 20 * noise)  # spleen (arterial: mottled)
     st = ellipsoid_sdf(grid, np.array([55.0, -50, 120]), np.array([45.0, 35, 40]) * rng.uniform(0.7, 1.1), np.eye(3))
     put(st, 20.0 + 5 * noise)  # stomach contents
-    put(np.maximum(st, (z - 132.0) * np.ones_like(st) * -1), -950.0)  # air cap on top
+    put(np.maximum(st, 132.0 - z), -950.0)  # air cap on top
 
     rot = Rotation.from_rotvec(rng.normal(0, 0.08, 3)).as_matrix()
     right = ellipsoid_sdf(grid, np.array([-55.0, -5, 90]) + rng.normal(0, 5, 3), np.array([90.0, 80, 75]) * rng.uniform(0.9, 1.1, 3), rot)
