@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .phantom_body import count_logpmf, draw_count, uniform_logpdf
+
 P_MUTANT = 0.55
 MAX_LESIONS = 8
 NECROSIS_MIN_DIAMETER_MM = 10.0
@@ -50,12 +52,10 @@ def draw_egfr(rng: np.random.Generator) -> str:
 def draw_biology(rng: np.random.Generator, egfr: str) -> list[LesionBiology]:
     """Lesion features of one patient given the label; the only sampler of the table."""
     bio = BIOLOGY[egfr]
-    extra = int(rng.poisson(bio.extra_lesions_mean))
-    while extra > MAX_LESIONS - 1:  # truncation (rejection), not clipping
-        extra = int(rng.poisson(bio.extra_lesions_mean))
+    count = draw_count(rng, bio.extra_lesions_mean, MAX_LESIONS)  # truncation (rejection), not clipping
     lo, hi = bio.diameter_clip_mm
     lesions = []
-    for _ in range(1 + extra):
+    for _ in range(count):
         d = float(np.clip(bio.diameter_median_mm * math.exp(bio.diameter_sigma_log * rng.standard_normal()), lo, hi))
         necrotic_draw = rng.random()  # drawn always so the stream does not depend on the diameter
         lesions.append(LesionBiology(
@@ -71,11 +71,6 @@ def _log_norm_cdf(z: float) -> float:
     return math.log(max(0.5 * math.erfc(-z / math.sqrt(2.0)), 1e-300))
 
 
-def _log_uniform(x: float, bounds: tuple[float, float]) -> float:
-    lo, hi = bounds
-    return -math.log(hi - lo) if lo <= x <= hi else -math.inf
-
-
 def log_likelihood(lesions: list[LesionBiology], egfr: str) -> tuple[int, float]:
     """Exact likelihood of the features under one class as (atoms, log value).
 
@@ -83,12 +78,9 @@ def log_likelihood(lesions: list[LesionBiology], egfr: str) -> tuple[int, float]
     compared first by the number of atoms hit, then by the log value.
     """
     bio = BIOLOGY[egfr]
-    n = len(lesions)
-    if not 1 <= n <= MAX_LESIONS:
+    logp = count_logpmf(len(lesions), bio.extra_lesions_mean, MAX_LESIONS)
+    if logp == -math.inf:
         return 0, -math.inf
-    lam = bio.extra_lesions_mean
-    cdf = sum(math.exp(-lam) * lam**k / math.factorial(k) for k in range(MAX_LESIONS))
-    logp = -lam + (n - 1) * math.log(lam) - math.lgamma(n) - math.log(cdf)
     atoms = 0
     lo, hi = bio.diameter_clip_mm
     mu, s = math.log(bio.diameter_median_mm), bio.diameter_sigma_log
@@ -110,8 +102,8 @@ def log_likelihood(lesions: list[LesionBiology], egfr: str) -> tuple[int, float]
             logp += math.log(p if les.necrotic else 1.0 - p)
         elif les.necrotic:
             return 0, -math.inf
-        logp += _log_uniform(les.oedema_extent, bio.oedema_extent)
-        logp += _log_uniform(les.texture, bio.texture)
+        logp += uniform_logpdf(les.oedema_extent, bio.oedema_extent)
+        logp += uniform_logpdf(les.texture, bio.texture)
     return atoms, logp
 
 

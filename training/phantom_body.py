@@ -17,15 +17,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
+from scipy.special import ndtr
 
 from .phantom_anatomy import stamp_tubes, tube_walks
 from .phantom_geometry import SiteSpec, bias_field, draw_acquisition
 
 # --------------------------------------------------------------------------- distributions
-
-
-def _norm_cdf(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
 def draw_lognormal(rng: np.random.Generator, median: float, sigma: float, bounds: tuple[float, float]) -> float:
@@ -36,14 +33,14 @@ def draw_lognormal(rng: np.random.Generator, median: float, sigma: float, bounds
             return float(x)
 
 
-def lognormal_logpdf(x: float, median: float, sigma: float, bounds: tuple[float, float]) -> float:
+def lognormal_logpdf(x, median, sigma: float, bounds: tuple[float, float]):
+    """Log-density of ``draw_lognormal``; numpy-vectorised over x and median (-inf outside the bounds)."""
     lo, hi = bounds
-    if not lo <= x <= hi:
-        return -math.inf
-    mu = math.log(median)
-    mass = _norm_cdf((math.log(hi) - mu) / sigma) - _norm_cdf((math.log(lo) - mu) / sigma)
-    z = (math.log(x) - mu) / sigma
-    return -0.5 * z * z - math.log(x * sigma * math.sqrt(2.0 * math.pi) * mass)
+    mu = np.log(median)
+    mass = ndtr((math.log(hi) - mu) / sigma) - ndtr((math.log(lo) - mu) / sigma)
+    x = np.asarray(x, dtype=float)
+    z = (np.log(x) - mu) / sigma
+    return np.where((x >= lo) & (x <= hi), -0.5 * z * z - np.log(x * sigma * math.sqrt(2.0 * math.pi) * mass), -np.inf)
 
 
 def draw_count(rng: np.random.Generator, extra_mean: float, most: int) -> int:
@@ -69,16 +66,6 @@ def uniform_logpdf(x: float, bounds: tuple[float, float]) -> float:
 
 def bernoulli_logpmf(x: bool, p: float) -> float:
     return math.log(p if x else 1.0 - p)
-
-
-def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Mann-Whitney AUC with ties counted half."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(y, bool)
-    r = rankdata(score)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 # --------------------------------------------------------------------------- render grid

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
-from scipy.special import ndtr
+
+from MTSASegmenterLib.metrics import auc
 
 from .phantom_body import (
     BodyCase,
@@ -26,9 +27,9 @@ from .phantom_body import (
     draw_lognormal,
     ellipsoid_sdf,
     inside_depth,
+    lognormal_logpdf,
     place_centres,
     random_vessels,
-    roc_auc,
     scan,
     smooth_noise,
 )
@@ -98,16 +99,6 @@ _KI_GRID = np.arange(KI67_BOUNDS[0], KI67_BOUNDS[1] + 1e-9, 0.1)
 _COMBOS = list(product((False, True), repeat=3))  # (er, pr, her2)
 
 
-def _lognormal_logpdf(x, median, sigma, bounds):
-    """Vectorised truncated log-normal log-density (median may be an array)."""
-    lo, hi = bounds
-    mu = np.log(median)
-    mass = ndtr((math.log(hi) - mu) / sigma) - ndtr((math.log(lo) - mu) / sigma)
-    z = (np.log(x) - mu) / sigma
-    inside = (x >= lo) & (x <= hi)
-    return np.where(inside, -0.5 * z * z - np.log(x * sigma * math.sqrt(2 * math.pi) * mass), -np.inf)
-
-
 def _in(x: float, bounds: tuple[float, float]) -> bool:
     return bounds[0] <= x <= bounds[1]
 
@@ -124,8 +115,8 @@ def posterior(t: BreastTumour) -> tuple[np.ndarray, np.ndarray]:
         p_rim = RIM_PROBABILITY[kind == "triple-negative"]
         fixed = math.log(prior) + math.log(p_rim if t.rim else 1 - p_rim)
         fixed -= sum(math.log(b[1] - b[0]) for b in (SPICULATION[er], ENHANCEMENT[her2], HALO[her2], HETEROGENEITY))
-        logw[i] = (fixed + _lognormal_logpdf(_KI_GRID, KI67[kind][0], KI67[kind][1], KI67_BOUNDS)
-                   + _lognormal_logpdf(np.full_like(_KI_GRID, t.diameter_mm), diameter_median(_KI_GRID), DIAMETER_SIGMA, DIAMETER_BOUNDS)
+        logw[i] = (fixed + lognormal_logpdf(_KI_GRID, KI67[kind][0], KI67[kind][1], KI67_BOUNDS)
+                   + lognormal_logpdf(np.full_like(_KI_GRID, t.diameter_mm), diameter_median(_KI_GRID), DIAMETER_SIGMA, DIAMETER_BOUNDS)
                    + np.where((het >= HETEROGENEITY[0]) & (het <= HETEROGENEITY[1]), 0.0, -np.inf))
     w = np.exp(logw - logw.max())
     return w / w.sum(), _KI_GRID
@@ -150,7 +141,7 @@ def best_possible(n_patients: int = 5000, seed: int = 0) -> dict[str, dict[str, 
     for name in ("er", "pr", "her2"):
         y = np.array([getattr(t, name) for t in tumours])
         p = np.array([a[name] for a in answers])
-        out[name] = {"accuracy": float(((p > 0.5) == y).mean()), "auc": roc_auc(y, p)}
+        out[name] = {"accuracy": float(((p > 0.5) == y).mean()), "auc": auc(y.astype(int), p)}
     out["ki-67"] = {"mae": float(np.mean([abs(a["ki67"] - t.ki67) for a, t in zip(answers, tumours)]))}
     return out
 

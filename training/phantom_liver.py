@@ -18,6 +18,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from MTSASegmenterLib.metrics import auc
+
 from .phantom_body import (
     BodyCase,
     Lesion,
@@ -32,7 +34,6 @@ from .phantom_body import (
     lognormal_logpdf,
     place_centres,
     random_vessels,
-    roc_auc,
     scan,
     smooth_noise,
     uniform_logpdf,
@@ -106,7 +107,7 @@ def best_possible(n_patients: int = 20000, seed: int = 0) -> dict[str, dict[str,
     for i in range(n_patients):
         label = draw_response(rng)
         y[i], p[i] = label == "response", posterior_response(draw_tumours(rng, label))
-    return {"response": {"accuracy": float(((p > 0.5) == y).mean()), "auc": roc_auc(y, p)}}
+    return {"response": {"accuracy": float(((p > 0.5) == y).mean()), "auc": auc(y.astype(int), p)}}
 
 
 # --------------------------------------------------------------------------- anatomy and scan
