@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The hcc-tace and breast-dce presets on their own phantoms (docs/PHANTOMS.md), end to end on a
-# 2-core CPU in about 70 minutes: per preset a synthetic internal cohort for training and
+# 2-core CPU in about 80 minutes: per preset a synthetic internal cohort for training and
 # validation, an external-site cohort for testing, a 20-minute training run and the evaluation
 # (heads.md: response AUC and Dice; AUC per receptor and Ki-67 MAE, each beside the best possible).
 # Usage: bash scripts/preset_tables.sh [hcc-tace|breast-dce ...]   (default: both)
