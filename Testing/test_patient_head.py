@@ -4,6 +4,7 @@ scikit-learn, the checkpoint round trip, and ``mtsa fit-head`` end to end."""
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from MTSASegmenterLib.checkpoint import load_checkpoint
 from MTSASegmenterLib.egfr import aggregate_lesion_logistic
 from MTSASegmenterLib.errors import CheckpointError
 from MTSASegmenterLib.lesion_features import PATIENT_FEATURES, LesionFeatures, measure_lesions, patient_features
-from MTSASegmenterLib.lesions import drop_weak_components
+from MTSASegmenterLib.component_filter import COMPONENT_FEATURES, component_features, drop_unlikely_components
 from MTSASegmenterLib.imageio import read_image
+from MTSASegmenterLib.lesions import drop_weak_components
 from MTSASegmenterLib.patient_model import LogisticModel, fit_logistic
 from MTSASegmenterLib.pipeline import predict_volume
 from test_evaluate import stand_in, trained, write_exact_cohort  # noqa: F401 (trained is a fixture)
@@ -125,7 +127,7 @@ def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch:
     head = next(t for t in saved["tasks"] if t.kind == "binary")
     assert head.aggregation == "lesion_logistic" and saved["info"].metrics["patient_head"] == summary
     gtv = next(t for t in saved["tasks"] if t.kind == "segmentation")
-    assert (gtv.min_peak, gtv.min_volume_ml) == (summary["min_peak"], summary["min_volume_ml"]) == (0.5, 0.0)  # nothing to filter
+    assert (gtv.component_model, gtv.min_component_probability, summary["component_model"]) == ({}, 0.0, False)  # nothing to filter
     rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
     assert [float(r["lesion_count"]) for r in rows] == [2.0, 1.0] * 3
 
@@ -142,7 +144,9 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     assert loaded.task("binary").aggregation == "lesion_logistic"
     assert LogisticModel.from_dict(loaded.task("binary").patient_model).features == PATIENT_FEATURES
     report = predict_volume(read_image(cases[0].image), loaded, device="cpu").report
-    assert report["gtv"]["postprocessing"]["min_peak"] == loaded.task("segmentation").min_peak
+    gtv = loaded.task("segmentation")
+    assert report["gtv"]["postprocessing"]["min_component_probability"] == gtv.min_component_probability
+    assert report["gtv"]["postprocessing"]["component_model"] == bool(gtv.component_model)
     assert report["egfr"]["call"] == "indeterminate" or set(report["egfr"]["evidence"]["features"]) >= set(PATIENT_FEATURES)
     payload = torch.load(out, weights_only=True)
     assert all(torch.equal(payload["state_dict"][k], v) for k, v in model.net.state_dict().items())
@@ -156,19 +160,61 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_weak_components_are_dropped_and_the_filter_keeps_detection() -> None:
-    """A true lesion peaking at 0.97, a false blob peaking at 0.75 and a confident one-voxel speck:
-    the chosen filter removes both false positives and keeps the lesion; stricter peaks lose it."""
-    truth = np.zeros((6, 30, 30), bool)
-    truth[1:4, 5:12, 5:12] = True
-    probability = np.where(truth, 0.97, 0.0).astype(np.float32)
-    probability[2, 20:26, 20:26] = 0.75  # 0.072 mL: bigger than any volume candidate
-    probability[4, 27, 27] = 0.99  # 0.002 mL
-    patient = Measured(None, np.zeros_like(probability), probability, truth, (2.0, 1.0, 1.0), {})
-    peak, volume, table = choose_filter([patient])
-    assert (peak, volume) == (0.8, 0.01)  # the mildest filter with no false positive left
-    rows = {(row["min_peak"], row["min_volume_ml"]): row for row in table}
-    assert rows[(0.5, 0.0)]["fp_per_patient"] == 2 and rows[(0.98, 0.0)]["lesion_sensitivity"] == 0
-    filtered = probability.copy()
-    assert drop_weak_components(filtered, peak, volume, patient.spacing_zyx) == 2
-    assert (filtered >= 0.5).sum() == truth.sum() and drop_weak_components(filtered, 0.5) == 0
+def _tube_and_blob(rng: np.random.Generator, shift: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A model-grid patient: one spherical enhancing lesion (truth) and one bright tube the
+    network also marked (a vessel), both at probability 0.9."""
+    shape = (30, 60, 60)
+    volume = np.ones(shape, np.float32) + 0.02 * rng.standard_normal(shape).astype(np.float32)
+    truth = _ball(shape, (15, 20 + shift, 20), 6.0)
+    volume[truth] = 2.0
+    vessel = np.zeros(shape, bool)
+    vessel[3:27, 45, 40 + shift // 2] = True  # 48 mm long, one voxel wide
+    volume[vessel] = 3.5
+    probability = np.where(truth | vessel, 0.9, 0.0).astype(np.float32)
+    return volume, probability, truth
+
+
+def test_component_features_tell_a_tube_from_a_ball() -> None:
+    volume, probability, truth = _tube_and_blob(np.random.default_rng(0), 0)
+    labels, features = component_features(probability, volume, SPACING)
+    assert features.shape == (2, len(COMPONENT_FEATURES))
+    row = {int(labels[truth].max()) - 1: "ball"}
+    ball, tube = (features[i] for i in sorted(range(2), key=lambda i: row.get(i) != "ball"))
+    f = dict(zip(COMPONENT_FEATURES, zip(ball, tube)))
+    assert abs(np.exp(f["log_volume_ml"][0]) - 4 / 3 * np.pi * 0.216) < 0.1  # a 12 mm ball: 0.90 mL
+    assert f["elongation"][0] < 0.2 < 1.0 < f["elongation"][1]
+    assert abs(f["mean_intensity"][0] - 2.0) < 0.01 and f["mean_intensity_squared"][0] == pytest.approx(f["mean_intensity"][0] ** 2)
+    assert abs(f["shell_contrast"][0] - 1.0) < 0.05 and f["height_ratio"][1] > 3.0
+
+
+def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
+    """Ten patients with one lesion and one vessel each: the fitted filter keeps every lesion and
+    drops every vessel at the chosen threshold; the unfiltered row of the trade-off counts both."""
+    rng = np.random.default_rng(1)
+    patients = [Measured(None, *_tube_and_blob(rng, k), (2.0, 1.0, 1.0), {}) for k in range(10)]
+    model, threshold, table = choose_filter(patients, max_fp_per_patient=0.0)
+    assert table[0] == {"min_component_probability": 0.0, "lesion_sensitivity": 1.0, "fp_per_patient": 1.0}
+    chosen = next(r for r in table if r["min_component_probability"] == threshold)
+    assert chosen["fp_per_patient"] == 0.0 and chosen["lesion_sensitivity"] == 1.0 and threshold > 0
+    assert LogisticModel.from_dict(model).features == COMPONENT_FEATURES
+    volume, probability, truth = patients[0].volume, patients[0].probability.copy(), patients[0].truth
+    assert drop_unlikely_components(probability, volume, SPACING, LogisticModel.from_dict(model), threshold) == 1
+    assert np.array_equal(probability >= 0.5, truth)
+    # nothing false to learn from: no model, every component kept
+    lesions_only = [replace(p, probability=np.where(p.truth, 0.9, 0.0)) for p in patients[:3]]
+    assert choose_filter(lesions_only, 0.5)[:2] == ({}, 0.0)
+
+
+def test_vectorised_logistic_equals_the_per_patient_one() -> None:
+    model = LogisticModel(("a", "b"), (0.0, 1.0), (1.0, 2.0), (0.5, -1.0), 0.1)
+    x = np.array([[0.3, 4.0], [-80.0, 1.0], [900.0, -3.0]])
+    np.testing.assert_allclose(model.probabilities(x), [model.probability({"a": a, "b": b}) for a, b in x], atol=1e-12)
+
+
+def test_checkpoints_with_the_older_peak_and_volume_filter_still_drop_weak_components() -> None:
+    probability = np.zeros((6, 30, 30), np.float32)
+    probability[1:4, 5:12, 5:12] = 0.97  # a lesion
+    probability[2, 20:26, 20:26] = 0.75  # unsure
+    probability[4, 27, 27] = 0.99  # one voxel: 0.002 mL
+    assert drop_weak_components(probability, 0.8, 0.01, (2.0, 1.0, 1.0)) == 2
+    assert (probability >= 0.5).sum() == 3 * 7 * 7 and drop_weak_components(probability, 0.5) == 0

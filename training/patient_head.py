@@ -2,13 +2,15 @@
 
 The network is run on the training and validation patients of its own split exactly as a user
 would run it (``predict_volume``). Two things are chosen from those predictions:
-1. the GTV component filter: the peak probability and volume a component must reach, with the
-   fewest false positives that still keep (within 1%) the detection of the truth lesions >= 5 mm;
+1. the GTV component filter: a logistic model over each predicted component's size, shape,
+   brightness and certainty (``component_filter``), fitted to tell components that touch a truth
+   lesion from those that touch none, and the lowest threshold on its cross-validated scores that
+   leaves at most ``--max-fp-per-patient`` false positives per fitting patient;
 2. the patient-level EGFR model: each patient's filtered lesions are measured
    (``lesion_features``) and a penalised logistic model is fitted over those features (and,
    optionally, the paper's slice probability).
-The result is a new checkpoint (weights unchanged) whose GTV task carries ``min_peak`` and whose
-EGFR head uses ``lesion_logistic``. Test patients are never touched.
+The result is a new checkpoint (weights unchanged) whose GTV task carries the component model and
+whose EGFR head uses ``lesion_logistic``. Test patients are never touched.
 """
 
 from __future__ import annotations
@@ -24,26 +26,23 @@ import numpy as np
 from tqdm import tqdm
 
 from MTSASegmenterLib.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
+from MTSASegmenterLib.component_filter import COMPONENT_FEATURES, component_features, drop_unlikely_components
 from MTSASegmenterLib.egfr import aggregate_top_area_half
 from MTSASegmenterLib.errors import InputError, MTSAError
 from MTSASegmenterLib.heads import slice_values
 from MTSASegmenterLib.imageio import read_image
-from MTSASegmenterLib.lesion_features import PATIENT_FEATURES, equivalent_diameter_mm, measure_lesions, patient_features
-from MTSASegmenterLib.lesions import component_peaks, drop_weak_components, label_components
+from MTSASegmenterLib.lesion_features import PATIENT_FEATURES, measure_lesions, patient_features
+from MTSASegmenterLib.lesions import label_components, max_diameters_mm
 from MTSASegmenterLib.outputs import check_writable
-from MTSASegmenterLib.patient_model import fit_logistic
+from MTSASegmenterLib.patient_model import LogisticModel, fit_logistic
 from MTSASegmenterLib.pipeline import predict_volume
 
 from .cohort import Case, cohort_fingerprint, read_cohort
 from .slices import read_mask
 
 SLICE_FEATURE = "slice_probability"
-PEAK_CANDIDATES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
-VOLUME_CANDIDATES_ML = (0.0, 0.01, 0.02, 0.03, 0.05)
-# The lesions whose detection the component filter must keep: 5 mm as evaluate counts them, but
-# by equivalent-sphere diameter (the lesion features' size) where evaluate uses the maximum diameter.
-MIN_LESION_MM = 5.0
-SENSITIVITY_SLACK = 0.01  # the filter may lose at most this share of those lesions on the fitting patients
+THRESHOLD_CANDIDATES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+MIN_LESION_MM = 5.0  # the lesions whose detection the trade-off reports (maximum diameter, as evaluate counts)
 
 
 def fitting_cases(data: Path, model: LoadedModel) -> list[Case]:
@@ -81,39 +80,76 @@ def measure(case: Case, model: LoadedModel, device: str) -> Measured:
                     slice_values(model.tasks, prediction.slices.class_logits)[task.name])
 
 
-def choose_filter(patients: list[Measured]) -> tuple[float, float, list[dict[str, float]]]:
-    """The component filter (peak probability, volume) with the fewest false-positive components
-    that keeps the detection of truth lesions >= 5 mm within the slack of the unfiltered model's,
-    on the fitting patients; and the trade-off it was chosen from."""
-    grid = [(p, v) for p in PEAK_CANDIDATES for v in VOLUME_CANDIDATES_ML]
-    counts = np.zeros((len(grid), 2))  # detected lesions, false-positive components
-    total = 0
-    for patient in patients:
-        labels, peaks, sizes = component_peaks(patient.probability)
-        voxel_ml = float(np.prod(patient.spacing_zyx)) / 1000.0
-        volumes = sizes * voxel_ml
-        kept = np.array([(peaks >= p) & (volumes >= v) for p, v in grid]).reshape(len(grid), -1)
-        truth_labels, n_truth = label_components(patient.truth)
-        for t in range(1, n_truth + 1):
-            inside = truth_labels == t
-            if equivalent_diameter_mm(inside.sum() * voxel_ml) < MIN_LESION_MM:
-                continue
-            total += 1
-            hit = np.unique(labels[inside])
-            counts[:, 0] += kept[:, hit[hit > 0] - 1].any(axis=1)
-        false = np.array([not patient.truth[labels == k].any() for k in range(1, len(peaks) + 1)], dtype=bool)
-        counts[:, 1] += kept[:, false].sum(axis=1)
-    table = [{"min_peak": p, "min_volume_ml": v, "lesion_sensitivity": round(float(d) / max(total, 1), 4),
-              "fp_per_patient": round(float(f) / len(patients), 3)} for (p, v), (d, f) in zip(grid, counts)]
-    floor = table[0]["lesion_sensitivity"] - SENSITIVITY_SLACK
-    best = min((row for row in table if row["lesion_sensitivity"] >= floor), key=lambda row: row["fp_per_patient"])
-    return float(best["min_peak"]), float(best["min_volume_ml"]), table
+@dataclass
+class Components:
+    """One fitting patient's predicted components: features, which touch the truth, and which
+    components touch each truth lesion of >= MIN_LESION_MM (maximum diameter, as evaluate counts)."""
+
+    features: np.ndarray
+    true: np.ndarray
+    touching: list[np.ndarray]
 
 
-def patient_row(p: Measured, min_peak: float, min_volume_ml: float) -> dict[str, Any]:
+def components_of(patient: Measured) -> Components:
+    labels, features = component_features(patient.probability, patient.volume, patient.spacing_zyx)
+    truth_labels, n_truth = label_components(patient.truth)
+    true = np.zeros(len(features), dtype=bool)
+    true[np.unique(labels[patient.truth & (labels > 0)]) - 1] = True
+    large = np.flatnonzero(max_diameters_mm(truth_labels, n_truth, patient.spacing_zyx) >= MIN_LESION_MM) + 1
+    touching = [np.unique(labels[truth_labels == t]) for t in large]
+    return Components(features, true, [t[t > 0] - 1 for t in touching])
+
+
+def cross_validated_scores(parts: list[Components], l2: float, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """Each patient's component scores from a model fitted on the other folds' patients, so the
+    threshold is chosen on scores the model did not fit."""
+    order = np.random.default_rng(seed).permutation(len(parts))
+    scores = [np.ones(len(p.features)) for p in parts]
+    for held in np.array_split(order, min(folds, len(parts))):
+        rest = [parts[i] for i in np.setdiff1d(order, held)]
+        x = np.vstack([p.features for p in rest])
+        y = np.concatenate([p.true for p in rest])
+        if len(np.unique(y)) < 2:
+            continue  # this fold's model cannot be fitted: its patients keep every component
+        model = fit_logistic(x, y, COMPONENT_FEATURES, l2)
+        for i in held:
+            scores[i] = model.probabilities(parts[i].features)
+    return scores
+
+
+def choose_filter(patients: list[Measured], max_fp_per_patient: float, l2: float = 1.0
+                  ) -> tuple[dict[str, Any], float, list[dict[str, float]]]:
+    """The component model and the lowest threshold on its (cross-validated) scores that leaves at
+    most ``max_fp_per_patient`` false-positive components per fitting patient; and the trade-off
+    (lesion sensitivity and false positives per threshold) it was chosen from.
+
+    Without both true and false components on the fitting patients there is nothing to learn:
+    no model, every component kept."""
+    parts = [components_of(p) for p in patients]
+    y = np.concatenate([p.true for p in parts])
+    total = sum(len(p.touching) for p in parts)
+
+    def row(threshold: float, scores: list[np.ndarray]) -> dict[str, float]:
+        kept = [s >= threshold for s in scores]
+        detected = int(sum(k[t].any() for p, k in zip(parts, kept) for t in p.touching))
+        false = sum(int((k & ~p.true).sum()) for p, k in zip(parts, kept))
+        return {"min_component_probability": threshold, "lesion_sensitivity": round(detected / max(total, 1), 4),
+                "fp_per_patient": round(false / len(parts), 3)}
+
+    if len(np.unique(y)) < 2:
+        return {}, 0.0, [row(0.0, [np.ones(len(p.features)) for p in parts])]
+    scores = cross_validated_scores(parts, l2)
+    table = [row(t, scores) for t in THRESHOLD_CANDIDATES]
+    chosen = next((r for r in table if r["fp_per_patient"] <= max_fp_per_patient), table[-1])
+    model = fit_logistic(np.vstack([p.features for p in parts]), y, COMPONENT_FEATURES, l2)
+    return model.to_dict(), float(chosen["min_component_probability"]), table
+
+
+def patient_row(p: Measured, component_model: dict[str, Any], min_probability: float) -> dict[str, Any]:
     """One patient's features as the product measures them on its own (filtered) prediction."""
     probability = p.probability.copy()
-    drop_weak_components(probability, min_peak, min_volume_ml, p.spacing_zyx)
+    if component_model:
+        drop_unlikely_components(probability, p.volume, p.spacing_zyx, LogisticModel.from_dict(component_model), min_probability)
     areas = {z: float((probability[z] >= 0.5).sum()) for z in p.slice_values}
     paper = aggregate_top_area_half(areas, {z: float(v[-1]) for z, v in p.slice_values.items()})["probability"]
     lesions = measure_lesions(p.volume, probability >= 0.5, p.spacing_zyx)
@@ -137,18 +173,19 @@ def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, features: tuple[str, 
 
 
 def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "auto", l2: float = 1.0,
-             with_slice_probability: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+             with_slice_probability: bool = False, progress_bar: bool = True, max_fp_per_patient: float = 0.5) -> dict[str, Any]:
     """Choose the GTV component filter, fit the patient model, write the new checkpoint to ``out``
     and the feature table beside it; returns the summary."""
     task, segmentation = model.egfr_task(), model.task("segmentation")
     if task is None or segmentation is None:
         raise InputError(f"{model.path}: fit-head needs a model with both the GTV and the EGFR task")
-    unfiltered = {"segmentation": {"min_peak": 0.0, "min_volume_ml": 0.0}, "binary": {"aggregation": "top_area_half_mean", "patient_model": {}}}
+    unfiltered = {"segmentation": {"min_peak": 0.0, "min_volume_ml": 0.0, "component_model": {}, "min_component_probability": 0.0},
+                  "binary": {"aggregation": "top_area_half_mean", "patient_model": {}}}
     base = replace(model, tasks=[replace(t, **unfiltered.get(t.kind, {})) for t in model.tasks])
     bar = tqdm(cases, desc="predicting", unit="patient", file=sys.stderr, disable=None if progress_bar else True)
     patients = [measure(case, base, device) for case in bar]
-    min_peak, min_volume_ml, trade_off = choose_filter(patients)
-    rows = [patient_row(p, min_peak, min_volume_ml) for p in patients]
+    component_model, min_probability, trade_off = choose_filter(patients, max_fp_per_patient, l2)
+    rows = [patient_row(p, component_model, min_probability) for p in patients]
     features = (*PATIENT_FEATURES, SLICE_FEATURE) if with_slice_probability else PATIENT_FEATURES
     labelled = [r for r in rows if r["egfr"] != ""]
     x = np.array([[r[f] for f in features] for r in labelled], dtype=float)
@@ -158,9 +195,11 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
                "cross_validated_accuracy": round(cross_validated_accuracy(x, y, features, l2), 4),
                "training_accuracy": round(float(np.mean([(patient_model.probability(dict(zip(features, r))) > 0.5) == bool(t)
                                                          for r, t in zip(x, y)])), 4),
-               "min_peak": min_peak, "min_volume_ml": min_volume_ml, "filter_trade_off": trade_off, "filter_patients": len(patients)}
+               "component_model": bool(component_model), "min_component_probability": min_probability,
+               "max_fp_per_patient": max_fp_per_patient, "filter_trade_off": trade_off, "filter_patients": len(patients)}
     tasks = [replace(t, aggregation="lesion_logistic", patient_model=patient_model.to_dict()) if t is task
-             else replace(t, min_peak=min_peak, min_volume_ml=min_volume_ml) if t is segmentation else t for t in model.tasks]
+             else replace(t, min_peak=0.0, min_volume_ml=0.0, component_model=component_model, min_component_probability=min_probability)
+             if t is segmentation else t for t in model.tasks]
     info = replace(model.info, metrics={**model.info.metrics, "patient_head": summary})
     save_checkpoint(out, model.net, model.net_config, model.preprocess, tasks, info, model.extra)
     with open(feature_table_path(out), "w", newline="", encoding="utf-8") as f:
@@ -180,6 +219,8 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     p.add_argument("--data", type=Path, required=True, help="the cohort folder it was trained on")
     p.add_argument("--out", type=Path, required=True, help="new checkpoint with the patient-level model")
     p.add_argument("--l2", type=float, default=1.0, help="penalty on the standardised coefficients")
+    p.add_argument("--max-fp-per-patient", type=float, default=0.5,
+                   help="false-positive components per fitting patient the component filter may leave (its threshold)")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -188,16 +229,21 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     try:
         if args.l2 <= 0:
             raise InputError(f"--l2 {args.l2}: must be positive")
+        if args.max_fp_per_patient < 0:
+            raise InputError(f"--max-fp-per-patient {args.max_fp_per_patient}: must not be negative")
         if args.out.resolve() == args.model.resolve():
             raise InputError(f"--out {args.out}: would replace the input model; choose another path")
         check_writable([args.out, feature_table_path(args.out)], args.overwrite)
         model = load_checkpoint(args.model)
-        summary = fit_head(model, fitting_cases(args.data, model), args.out, args.device, args.l2, args.with_slice_probability)
+        summary = fit_head(model, fitting_cases(args.data, model), args.out, args.device, args.l2, args.with_slice_probability,
+                           max_fp_per_patient=args.max_fp_per_patient)
     except MTSAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"GTV components kept when their peak probability reaches {summary['min_peak']:g} and their volume "
-          f"{summary['min_volume_ml']:g} mL; patient-level EGFR model "
+    chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
+    print(f"GTV components kept when the component model rates them {summary['min_component_probability']:g} or more "
+          f"(fitting patients, cross-validated: lesion sensitivity {chosen['lesion_sensitivity']:.3f}, "
+          f"{chosen['fp_per_patient']:g} false positives per patient); patient-level EGFR model "
           f"fitted on {summary['patients']} patients: cross-validated accuracy {summary['cross_validated_accuracy']:.3f} "
           f"(training {summary['training_accuracy']:.3f}); written to {args.out}")
     return 0

@@ -122,6 +122,8 @@ class TaskSpec:
     scale: float = 1.0
     min_peak: float = 0.0  # segmentation: drop GTV components whose highest probability stays below this
     min_volume_ml: float = 0.0  # segmentation: ... or that are smaller than this
+    component_model: dict[str, Any] = field(default_factory=dict)  # segmentation: LogisticModel over COMPONENT_FEATURES
+    min_component_probability: float = 0.0  # segmentation: drop components the component model rates below this
     terminology: str = ""  # segmentation: key of terminology.TERMINOLOGIES (default: brain metastasis)
 
     def __post_init__(self) -> None:
@@ -130,6 +132,8 @@ class TaskSpec:
         if self.terminology and (self.kind != "segmentation" or self.terminology not in TERMINOLOGIES):
             raise ValueError(f"task {self.name!r}: terminology {self.terminology!r} is not one of {', '.join(TERMINOLOGIES)} "
                              "(segmentation tasks only)")
+        if not 0.0 <= self.min_component_probability < 1.0:
+            raise ValueError(f"task {self.name!r}: min_component_probability must be in [0, 1), got {self.min_component_probability}")
         if self.kind == "binary" and len(self.classes) != 2:
             raise ValueError(f"task {self.name!r}: a binary head needs exactly 2 classes, got {len(self.classes)}")
         if self.kind == "multiclass" and len(self.classes) < 2:

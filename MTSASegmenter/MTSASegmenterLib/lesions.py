@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 __all__ = ["Lesion", "find_lesions", "find_lesions_array", "label_components", "component_peaks", "drop_weak_components",
-           "max_diameter_mm", "lesion_detection"]
+           "max_diameter_mm", "max_diameters_mm", "lesion_detection"]
 
 # Below this many surface points the exact all-pairs search is cheap; above it the convex hull
 # removes the interior points first (the farthest pair always lies on the hull).
@@ -148,6 +148,12 @@ def _measure_components(
     return out
 
 
+def max_diameters_mm(labels: np.ndarray, n: int, spacing_zyx: Sequence[float]) -> np.ndarray:
+    """Max diameter (mm) of labels 1..n of a ``[z, y, x]`` label array; direction cosines do not change lengths."""
+    sp_xyz = np.asarray(spacing_zyx, dtype=float).reshape(3)[::-1]
+    return np.array([m[2] for m in _measure_components(labels, n, sp_xyz, np.zeros(3), np.eye(3))])
+
+
 def find_lesions_array(
     mask: np.ndarray,
     spacing: Sequence[float],
@@ -219,13 +225,10 @@ def lesion_detection(
     truth = np.asarray(truth_mask).astype(bool, copy=False)
     if pred.shape != truth.shape:
         raise ValueError(f"pred and truth shapes differ: {pred.shape} vs {truth.shape}")
-    sp_xyz = tuple(float(s) for s in np.asarray(spacing, dtype=float).reshape(3)[::-1])
-
     truth_labels, n_truth = label_components(truth, connectivity)
     pred_labels, n_pred = label_components(pred, connectivity)
-    measured = _measure_components(truth_labels, n_truth, np.asarray(sp_xyz), np.zeros(3), np.eye(3))
     hit_labels = set(np.unique(truth_labels[pred]).tolist())
-    evaluated = [m[0] for m in measured if m[2] >= min_diameter_mm]
+    evaluated = [int(lab) for lab in np.flatnonzero(max_diameters_mm(truth_labels, n_truth, spacing) >= min_diameter_mm) + 1]
     n_eval = len(evaluated)
     n_hit = sum(lab in hit_labels for lab in evaluated)
 

@@ -48,6 +48,12 @@ class LogisticModel:
         z = self.logit(values)
         return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Row-wise probabilities of an (n, features) array whose columns follow ``features``."""
+        x = np.asarray(x, dtype=float).reshape(-1, len(self.features))
+        z = self.intercept + ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef)
+        return 0.5 * (1.0 + np.tanh(0.5 * z))  # the sigmoid, without overflow
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "logistic", "features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
                 "coef": list(self.coef), "intercept": self.intercept}

@@ -18,7 +18,9 @@ from . import terminology
 from .checkpoint import LoadedModel
 from .heads import head_answer, slice_values
 from .lesion_features import measure_lesions
+from .component_filter import drop_unlikely_components
 from .lesions import drop_weak_components, find_lesions
+from .patient_model import LogisticModel
 from .predictor import Progress, ShouldCancel, SliceOutputs, default_batch_size, predict_slices, select_device
 from .preprocess import ModelGrid
 
@@ -77,6 +79,10 @@ def predict_volume(
     dropped = 0
     if segmentation is not None:
         dropped = drop_weak_components(outputs.gtv_probability, segmentation.min_peak, segmentation.min_volume_ml, grid.spacing_zyx)
+        if segmentation.component_model:
+            dropped += drop_unlikely_components(outputs.gtv_probability, volume, grid.spacing_zyx,
+                                                LogisticModel.from_dict(segmentation.component_model),
+                                                segmentation.min_component_probability)
     report_progress(0.92, "mapping the GTV back to the input grid")
     probability = grid.grid_to_image(outputs.gtv_probability, image)
     mask = sitk.Cast(probability >= 0.5, sitk.sitkUInt8)
@@ -84,6 +90,8 @@ def predict_volume(
     report = build_report(image, mask, grid, outputs, model, case=case, source=source, volume=volume)
     if segmentation is not None:
         report["gtv"]["postprocessing"] = {"min_peak": segmentation.min_peak, "min_volume_ml": segmentation.min_volume_ml,
+                                           "component_model": bool(segmentation.component_model),
+                                           "min_component_probability": segmentation.min_component_probability,
                                            "components_dropped": dropped}
     report["device"] = str(torch_device)
     report["timing"] = {"total_s": round(time.perf_counter() - start, 3), "inference_s": round(inference_s, 3)}

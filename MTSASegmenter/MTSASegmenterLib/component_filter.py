@@ -1,0 +1,82 @@
+"""Keep a predicted GTV component only when it looks like a metastasis, not a vessel or a speck.
+
+Why: the network, looking at a few slices at a time, marks bright structures that enhance in
+every T1-CE scan (vessel cross-sections, choroid plexus, dural sinuses) and noise specks. Seen
+whole in 3D they differ from metastases in ways a slice model cannot see: vessels are long and
+thin, specks are tiny and unsure, and both are brighter or darker than enhancing tumour. A small
+logistic model over those measurements (fitted by ``mtsa fit-head`` on the network's own training
+patients, stored as plain data in the checkpoint) removes most of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .lesion_features import equivalent_diameter_mm
+from .lesions import label_components
+from .patient_model import LogisticModel
+
+COMPONENT_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "mean_intensity", "mean_intensity_squared",
+                      "max_intensity", "shell_contrast", "elongation", "flatness", "log_depth_mm", "height_ratio")
+TISSUE_LEVEL = 0.3  # normalised intensity above which a voxel counts as tissue (for the depth below its surface)
+SHELL_MM = 3.0  # the surroundings a component is compared with
+
+
+def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx: tuple[float, float, float],
+                       threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, features): the 26-connected components of ``probability >= threshold`` on the model
+    grid and one row of ``COMPONENT_FEATURES`` per component (row i is label i + 1).
+
+    ``volume`` is the normalised model-grid volume (intensity / tissue median), so the features do
+    not depend on the scanner's units.
+    """
+    labels, n = label_components(probability >= threshold)
+    if n == 0:
+        return labels, np.zeros((0, len(COMPONENT_FEATURES)))
+    index = np.arange(1, n + 1)
+    spacing = np.asarray(spacing_zyx, dtype=float)
+    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    volume_ml = counts * spacing.prod() / 1000.0
+    mean_intensity = np.asarray(ndimage.mean(volume, labels, index))
+    depth = ndimage.distance_transform_edt(volume > TISSUE_LEVEL, sampling=spacing)
+    outside, nearest = ndimage.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
+    shell = np.where((outside > 0) & (outside <= SHELL_MM) & (volume > TISSUE_LEVEL), labels[tuple(nearest)], 0)
+    with np.errstate(invalid="ignore"):  # a component with no tissue around it: nan, then 1.0
+        shell_mean = np.nan_to_num(np.asarray(ndimage.mean(volume, shell, index)), nan=1.0)
+    boxes = ndimage.find_objects(labels)
+    shape = np.array([_shape(labels[box] == k + 1, spacing) for k, box in enumerate(boxes)])
+    heights = np.array([(box[0].stop - box[0].start) * spacing[0] for box in boxes])
+    features = np.column_stack([
+        np.log(volume_ml),
+        ndimage.maximum(probability, labels, index),
+        ndimage.mean(probability, labels, index),
+        mean_intensity,
+        mean_intensity**2,  # with the linear term: tumour enhancement sits between darker specks and brighter vessels
+        ndimage.maximum(volume, labels, index),
+        mean_intensity - shell_mean,
+        shape,
+        np.log(np.maximum(np.asarray(ndimage.mean(depth, labels, index)), 0.5)),
+        heights / np.array([equivalent_diameter_mm(v) for v in volume_ml]),
+    ])
+    return labels, features
+
+
+def _shape(component: np.ndarray, spacing: np.ndarray) -> tuple[float, float]:
+    """(elongation, flatness): half log-ratios of the principal spreads; 0 for a sphere, large for a tube
+    or a sheet. Each voxel adds its own extent (spacing^2 / 12), so a single voxel is not degenerate."""
+    points = np.argwhere(component) * spacing
+    spread = np.cov(points.T) if len(points) > 1 else np.zeros((3, 3))
+    eigen = np.sort(np.linalg.eigvalsh(spread + np.diag(spacing**2 / 12.0)))[::-1]
+    return 0.5 * float(np.log(eigen[0] / eigen[1])), 0.5 * float(np.log(eigen[1] / eigen[2]))
+
+
+def drop_unlikely_components(probability: np.ndarray, volume: np.ndarray, spacing_zyx: tuple[float, float, float],
+                             model: LogisticModel, min_probability: float, threshold: float = 0.5) -> int:
+    """Zero, in place, each component the model gives less than ``min_probability`` of being a
+    lesion; returns how many were dropped."""
+    labels, features = component_features(probability, volume, spacing_zyx, threshold)
+    unlikely = np.flatnonzero(model.probabilities(features) < min_probability) + 1
+    if unlikely.size:
+        probability[np.isin(labels, unlikely)] = 0.0
+    return int(unlikely.size)
