@@ -88,7 +88,8 @@ def test_biology_separates_labels():
 
 def test_training_randomisation_knobs(case):
     """Thick slices and large cysts are drawn from their own stream: with both off, the case is
-    unchanged; with both on, the scan is thick-sliced and the unlabelled cyst is in the mask."""
+    unchanged; with both on, the scan is thick-sliced and the unlabelled cyst, its fluid core as
+    dark as CSF, is in the mask."""
     off = generate_case(3, "internal", egfr="wild-type", config=CHEAP)
     assert np.array_equal(sitk.GetArrayFromImage(off.image), sitk.GetArrayFromImage(case.image))
     config = PhantomConfig(max_matrix=128, vessels=(20, 30), thick_slice_probability=1.0, large_cyst_probability=1.0)
@@ -97,6 +98,7 @@ def test_training_randomisation_knobs(case):
     assert SITES["external"].thickness_mm[0] <= thickness <= SITES["external"].thickness_mm[1] and thickness != 1.0
     assert on.egfr == "" and len(on.lesions) == len(case.lesions) + 1
     cyst = max(on.lesions, key=lambda les: les["diameter_mm"])
-    assert cyst["diameter_mm"] >= 25.0 and cyst["necrotic"]
+    assert cyst["diameter_mm"] >= 25.0 and cyst["necrotic"] and cyst["core_level"] <= 0.35
+    assert all(les["core_level"] >= 0.3 for les in on.lesions if les is not cyst)  # solid metastases' cores as before
     voxel_ml = np.prod(on.mask.GetSpacing()) / 1000
     assert sitk.GetArrayFromImage(on.mask).sum() * voxel_ml > 0.3 * np.pi / 6 * (cyst["diameter_mm"] / 10) ** 3

@@ -40,7 +40,7 @@ class PhantomConfig:
     thick_slice_probability: share of cases scanned with slices of the full range (PHANTOM.md,
     0.9-6.5 mm) whatever the site, so a model trained on one site has seen partial volume.
     large_cyst_probability: share of cases given one extra large cystic metastasis (25-50 mm,
-    necrotic) outside the EGFR table; such cases carry no EGFR label, so the biology stays exact.
+    necrotic, its core fluid as dark as CSF) outside the EGFR table; such cases carry no EGFR label, so the biology stays exact.
     max_matrix caps the in-plane matrix for cheap test cases (the spacing then leaves the site range).
     """
 
@@ -94,8 +94,10 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     egfr = egfr or egfr_drawn
     biology = draw_biology(bio_rng, egfr)
     thick = dr_rng.uniform() < config.thick_slice_probability
+    cyst = -1
     if dr_rng.uniform() < config.large_cyst_probability:
         biology = biology + [large_cyst(dr_rng)]
+        cyst = len(biology) - 1
         egfr = ""  # outside the EGFR table: unlabelled for the classifier, still a GTV for segmentation
 
     anat = load_anatomy()
@@ -104,7 +106,7 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     n_vessels = int(anat_rng.integers(*config.vessels) * anat_rng.uniform(1.0 - 0.5 * dr, 1.0 + dr))
     image = render_background(anat, anat_rng, dr, n_vessels)
     centres = place_lesions(anat, anat_rng, biology)
-    renderers = [LesionRenderer(anat, deformation, anat_rng, b, c) for b, (c, _) in zip(biology, centres)]
+    renderers = [LesionRenderer(anat, deformation, anat_rng, b, c, fluid=i == cyst) for i, (b, (c, _)) in enumerate(zip(biology, centres))]
     for r in renderers:  # all oedema before any lesion, so no halo darkens a neighbour's rim
         r.apply_oedema(image, anat.wm)
     occupancy = np.zeros(anat.shape, np.float32)

@@ -58,13 +58,15 @@ class LesionRenderer:
     """Geometry of one lesion on its crop box: signed distance to the irregular surface (mm)."""
 
     def __init__(self, anat: Anatomy, deformation: Deformation, rng: np.random.Generator, bio: LesionBiology,
-                 centre_index: np.ndarray):
+                 centre_index: np.ndarray, fluid: bool = False):
+        """``fluid``: a cystic metastasis whose core holds fluid, about as dark as CSF (0.15-0.35 x WM),
+        as in the large cysts of public sets; same draws, so other lesions are unchanged."""
         self.bio = bio
         self.radius = bio.diameter_mm / 2.0
         self.axes = self.radius * np.array([1.0, *rng.uniform(0.7, 1.0, 2)])
         self.rim_mm = float(rng.uniform(1.0, 3.0))
         self.enhancement = float(rng.uniform(1.3, 2.0))
-        self.necrosis_level = float(rng.uniform(0.3, 0.7))
+        self.necrosis_level = float(rng.uniform(0.3, 0.7)) * (0.5 if fluid else 1.0)
         self.oedema_level = float(rng.uniform(0.75, 0.9))
         self.centre_lps = deformation.to_physical(anat.index_to_lps(centre_index))
         jac = deformation.jacobian_to_physical(self.centre_lps)
@@ -106,4 +108,5 @@ class LesionRenderer:
     def truth(self, region: str) -> dict:
         return {"diameter_mm": self.bio.diameter_mm, "necrotic": self.bio.necrotic, "oedema_extent": self.bio.oedema_extent,
                 "texture": self.bio.texture, "centre_lps": [float(v) for v in self.centre_lps], "region": region,
-                "axes_mm": [float(2 * a) for a in self.axes], "rim_mm": self.rim_mm, "enhancement": self.enhancement}
+                "axes_mm": [float(2 * a) for a in self.axes], "rim_mm": self.rim_mm, "enhancement": self.enhancement,
+                "core_level": self.necrosis_level}

@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     parser.add_argument("--thick-slices", type=float, default=0.0, metavar="0-1",
                         help="share of cases scanned with 0.9-6.5 mm slices whatever the site")
     parser.add_argument("--large-cysts", type=float, default=0.0, metavar="0-1",
-                        help="share of cases with an extra 25-50 mm cystic lesion (these carry no EGFR label)")
+                        help="share of cases with an extra 25-50 mm cystic lesion, its fluid core as dark as CSF (these carry no EGFR label)")
     parser.add_argument("--max-matrix", type=int, metavar="N",
                         help="cap the in-plane matrix (quick test cohorts: the pixel size then leaves the site's range)")
     args = parser.parse_args(argv)
