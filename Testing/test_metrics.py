@@ -160,3 +160,18 @@ def test_bootstrap_is_deterministic_per_seed_and_skips_one_class_resamples():
     d = metrics.classification_metrics(y1, prob, n_boot=300, seed=0)
     assert d["accuracy"]["n_boot"] == 300
     assert 0 < d["auc"]["n_boot"] < 300
+
+
+def test_own_calls_score_the_call_metrics_and_probabilities_the_auc():
+    """An indeterminate call counted as wrong: the calls decide accuracy and the rest, the
+    probabilities still rank the patients for the AUC; one bootstrap serves both."""
+    y, prob = _cohort(n=30)
+    calls = (prob >= 0.5).astype(int)
+    calls[:3] = 1 - y[:3]  # three patients called wrong whatever their probability
+    res = metrics.classification_metrics(y, prob, n_boot=200, seed=3, calls=calls)
+    by_calls = metrics.classification_metrics(y, calls.astype(float), n_boot=200, seed=3)
+    by_prob = metrics.classification_metrics(y, prob, n_boot=200, seed=3)
+    assert res["accuracy"] == by_calls["accuracy"] and res["f1"] == by_calls["f1"]
+    assert res["auc"] == by_prob["auc"]
+    with pytest.raises(ValueError, match="calls"):
+        metrics.classification_metrics(y, prob, calls=calls[:-1])

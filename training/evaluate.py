@@ -302,10 +302,9 @@ def summarise_egfr(results: Sequence[PatientResult], n_boot: int, seed: int) -> 
         "wild_type": int(y.size - y.sum()),
     }
     if y.size:
-        call_metrics = classification_metrics(y, calls, threshold=0.5, n_boot=n_boot, seed=seed)
-        for name in ("accuracy", "precision", "recall", "specificity", "f1"):
+        call_metrics = classification_metrics(y, probs, n_boot=n_boot, seed=seed, calls=calls)
+        for name in ("accuracy", "precision", "recall", "specificity", "f1", "auc"):
             out[name] = call_metrics[name]
-        out["auc"] = classification_metrics(y, probs, threshold=0.5, n_boot=n_boot, seed=seed)["auc"]
     return out
 
 

@@ -209,11 +209,13 @@ def classification_metrics(
     threshold: float = 0.5,
     n_boot: int = 1000,
     seed: int = 0,
+    calls: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, dict[str, object]]:
     """Patient-level accuracy, precision, recall (sensitivity), specificity, F1 and AUC with 95% CIs.
 
     Returns ``{name: {"value": v, "ci95": [lo, hi], "n_boot": k}}``; a patient is positive when
-    ``y_prob >= threshold``. CIs are percentile-bootstrap intervals over patients (resampled with
+    ``y_prob >= threshold``, or where ``calls`` is given, when its call is 1 (a tool's own call,
+    e.g. an indeterminate one counted as wrong); AUC always ranks ``y_prob``. CIs are percentile-bootstrap intervals over patients (resampled with
     replacement, ``numpy.random.default_rng(seed)``, so the same seed gives the same CI);
     resamples lacking either class are skipped for AUC only, and ``n_boot`` reports how many
     resamples each CI used. Undefined point values (AUC with one class) are NaN with a NaN CI.
@@ -226,7 +228,9 @@ def classification_metrics(
         raise ValueError(f"y_true and y_prob shapes differ: {pos.shape} vs {prob.shape}")
     if pos.size == 0:
         raise ValueError("classification_metrics needs at least one patient")
-    pred = prob >= threshold
+    pred = prob >= threshold if calls is None else np.asarray(calls).astype(bool)
+    if pred.shape != pos.shape:
+        raise ValueError(f"y_true and calls shapes differ: {pos.shape} vs {pred.shape}")
 
     point = {k: float(v) for k, v in _confusion_metrics(pos, pred).items()}
     point["auc"] = float(_auc_rows(pos, rankdata(prob)))
