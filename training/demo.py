@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
         close()
     write_prediction_files(
         targets, result.mask, result.report,
-        picture=lambda path: write_overlay(path, result.grid, phantom.image, result.mask, phantom.mask), segment=result.segment,
+        picture=lambda path: write_overlay(path, result.grid, result.volume, result.mask, phantom.mask), segment=result.segment,
     )
 
     truth = sitk.GetArrayViewFromImage(phantom.mask) > 0

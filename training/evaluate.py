@@ -193,7 +193,7 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
         )
     egfr = patient_egfr(prediction, model)
     if pictures is not None:
-        write_overlay(pictures / f"{case.case_id}_overlay.png", prediction.grid, image, prediction.mask, truth)
+        write_overlay(pictures / f"{case.case_id}_overlay.png", prediction.grid, prediction.volume, prediction.mask, truth)
         if egfr is not None:
             _slice_picture(pictures / f"{case.case_id}_slices.png", case, prediction, egfr, model)
     heads = {key: prediction.report[key] for key in prediction.report.get("heads", [])}

@@ -39,9 +39,10 @@ def draw_overlay(slice_values: np.ndarray, prediction: np.ndarray, truth: np.nda
     return picture
 
 
-def write_overlay(path: Path, grid: ModelGrid, image: sitk.Image, prediction: sitk.Image, truth: sitk.Image | None = None) -> int:
-    """Write the overlay PNG of the slice with the largest GTV; returns that model-slice index."""
-    volume = grid.image_to_grid(image)
+def write_overlay(path: Path, grid: ModelGrid, volume: np.ndarray, prediction: sitk.Image, truth: sitk.Image | None = None) -> int:
+    """Write the overlay PNG of the slice with the largest GTV; returns that model-slice index.
+
+    ``volume`` is the image on the model grid as the prediction already made it (``Prediction.volume``)."""
     pred = grid.mask_to_grid(prediction)
     true = grid.mask_to_grid(truth) if truth is not None else None
     z = largest_area_slice(pred, *(() if true is None else (true,)))
