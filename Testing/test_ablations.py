@@ -11,7 +11,8 @@ from test_cohort import write_tiny_cohort
 
 from training.ablations import VARIANTS, chosen_variants, variant_config
 from training.evaluate import CSV_COLUMNS, TABLE_COLUMNS
-from training.loop import TrainConfig
+from training.ablations import build_parser
+from training.loop import TrainConfig, config_from_args
 
 
 def test_two_variants_write_their_tables(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -56,3 +57,17 @@ def test_variants_and_bad_names(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert capsys.readouterr().err.strip() == (
         "error: --only unet: unknown variant(s); choose from mtsa, seg-only, cls-only, equal, alpha-0.7, alpha-0.9"
     )
+
+
+def test_ablations_train_every_variant_as_mtsa_train_would(tmp_path: Path) -> None:
+    """The run options are mtsa train's own: the demo model's recipe (thick slices, tumour-free
+    share, breast preset) reaches every variant, and the cls-only variant drops the ROI weighting
+    it cannot compute."""
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--min-slice-mm", "2.0", "--free-share", "0.35",
+            "--context", "2", "--preset", "breast-dce"]
+    base = config_from_args(build_parser("mtsa ablations").parse_args(argv))
+    assert (base.preprocess.min_slice_mm, base.free_share, base.net.in_channels, base.resume) == (2.0, 0.35, 5, True)
+    assert base.net.roi_weighting and base.loss.weighting == "uncertainty" and base.loss.focal_alpha == 0.8
+    configs = {v.key: variant_config(base, v) for v in VARIANTS}
+    assert configs["mtsa"].net.roi_weighting and not configs["cls-only"].net.roi_weighting
+    assert configs["cls-only"].preprocess == base.preprocess and configs["cls-only"].tasks == base.tasks

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from MTSASegmenterLib.checkpoint import load_checkpoint
-from MTSASegmenterLib.config import NetConfig, PreprocessConfig
 from MTSASegmenterLib.errors import InputError, MTSAError
 
 from .evaluate import (
@@ -38,7 +37,7 @@ from .evaluate import (
     select_cases,
     write_table,
 )
-from .loop import TrainConfig, train
+from .loop import TrainConfig, add_run_options, config_from_args, train
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,8 @@ def variant_config(base: TrainConfig, variant: Variant) -> TrainConfig:
     return replace(
         base,
         out=Path(base.out) / variant.key,
-        net=replace(base.net, segmentation=variant.segmentation, classification=variant.classification),
+        net=replace(base.net, segmentation=variant.segmentation, classification=variant.classification,
+                    roi_weighting=base.net.roi_weighting and variant.segmentation and variant.classification),
         loss=replace(base.loss, weighting=variant.weighting, focal_alpha=variant.focal_alpha),
     )
 
@@ -125,23 +125,13 @@ def run_ablations(
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Train and evaluate MTSA-Net's baselines and ablations (the paper's Tables 3-5).")
-    p.add_argument("--data", type=Path, required=True, help="training cohort folder with cases.csv")
+    add_run_options(p)  # every variant is trained as mtsa train would train it with these options
     p.add_argument("--out", type=Path, required=True, help="output folder: one sub-folder per variant, the tables")
     p.add_argument("--test-data", type=Path, help="external test cohort (default: the test split of --data)")
-    p.add_argument("--epochs", type=int, default=200, help="at most, per variant (early stopping, --patience)")
-    p.add_argument("--patience", type=int, default=20)
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget per variant")
-    p.add_argument("--input-size", type=int, default=384, help="model grid size S (multiple of 16)")
-    p.add_argument("--width", type=int, default=32, help="channels of the first MSA block")
-    p.add_argument("--spacing", type=float, default=1.0, help="in-plane spacing of the model grid (mm)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0, help="split, weights and bootstrap seed")
     p.add_argument("--only", help=f"comma-separated variants ({', '.join(v.key for v in VARIANTS)}); default all")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument("--real-data", action="store_true", help="the cohorts are not synthetic (no best possible accuracy)")
-    p.add_argument("--no-progress", action="store_true")
+    # MTSA-Net's own settings: each variant then changes its branches, weighting or alpha; runs resume
+    p.set_defaults(task="both", weighting="uncertainty", focal_alpha=0.8, resume=True)
     return p
 
 
@@ -153,14 +143,9 @@ def main(argv: list[str] | None = None, prog: str = "mtsa ablations") -> int:
         variants = chosen_variants(args.only)
         if args.test_data is not None and not (args.test_data / "cases.csv").is_file():
             raise InputError(f"{args.test_data}: no cases.csv in the test cohort folder")
-        base = TrainConfig(
-            data=args.data, out=args.out, seed=args.seed, epochs=args.epochs, patience=args.patience,
-            max_minutes=args.max_minutes, batch_size=args.batch_size,
-            net=NetConfig(in_channels=3, base_width=args.width, input_size=args.input_size),
-            preprocess=PreprocessConfig(spacing_mm=args.spacing, input_size=args.input_size),
-            cache_dir=args.out / "slice_cache", device=args.device, num_workers=args.workers, resume=True,
-            synthetic_only=not args.real_data, command=" ".join([prog, *argv]), progress_bar=not args.no_progress,
-        )
+        base = config_from_args(args, command=" ".join([prog, *argv]))
+        if base.cache_dir is None:  # one slice cache for all variants: the volumes are preprocessed once
+            base = replace(base, cache_dir=args.out / "slice_cache")
         settings = EvalSettings(device=args.device, n_boot=args.n_boot, seed=args.seed, synthetic=not args.real_data,
                                 progress_bar=not args.no_progress)
         _, tables = run_ablations(base, variants, settings, args.test_data)

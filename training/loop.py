@@ -434,10 +434,10 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> Non
         raise MTSAError(f"{path}: cannot resume with different {', '.join(differing)} than the interrupted run")
 
 
-def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Train MTSA-Net on a cohort folder (cases.csv + volumes).")
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options of one training run that ``mtsa train`` and ``mtsa ablations`` share: everything but
+    the branches, the loss weighting and focal alpha (an ablation sets those per variant) and --resume."""
     p.add_argument("--data", type=Path, required=True, help="cohort folder with cases.csv")
-    p.add_argument("--out", type=Path, required=True, help="output folder (best.pt, last.pt, log.csv, tb/)")
     p.add_argument("--split", choices=SPLIT_KINDS, default="random")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.2)
@@ -460,12 +460,8 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), help="ct_window: HU range (default -100 250)")
     p.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="percentile: tissue percentiles (default 1 99)")
     p.add_argument("--roi-weighting", action="store_true", help="core / rim / surroundings weighting of the classifier's input")
-    p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both",
-                   help="train the GTV and the heads (both), or one branch only (the paper's baselines)")
     p.add_argument("--tasks", type=Path, help="JSON list of tasks (config.TaskSpec fields); default: GTV + EGFR")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weighting", choices=WEIGHTINGS, default="uncertainty")
-    p.add_argument("--focal-alpha", type=float, default=0.8)
     p.add_argument("--beta", type=float, default=1 / 25000, help="weight of the summed focal loss")
     p.add_argument("--free-share", type=float, default=0.0, help="share of tumour-free tissue slices")
     p.add_argument("--no-augment", action="store_true")
@@ -473,9 +469,19 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--real-data", action="store_true", help="the cohort is not synthetic (clears the not-for-clinical-use stamp)")
     p.add_argument("--no-progress", action="store_true")
+
+
+def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train MTSA-Net on a cohort folder (cases.csv + volumes).")
+    add_run_options(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder (best.pt, last.pt, log.csv, tb/)")
+    p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both",
+                   help="train the GTV and the heads (both), or one branch only (the paper's baselines)")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="uncertainty")
+    p.add_argument("--focal-alpha", type=float, default=0.8)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     return p
 
 
