@@ -24,7 +24,7 @@ from test_evaluate import stand_in, trained, write_exact_cohort  # noqa: F401 (t
 
 from training.cohort import read_cohort
 from training import patient_head
-from training.patient_head import SLICE_FEATURE, Measured, choose_filter, fit_head, fitting_cases, main
+from training.patient_head import SLICE_FEATURE, Measured, choose_filter, components_of, fit_head, fitting_cases, main
 
 FEATURES = (*PATIENT_FEATURES, SLICE_FEATURE)
 
@@ -192,7 +192,7 @@ def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
     drops every vessel at the chosen threshold; the unfiltered row of the trade-off counts both."""
     rng = np.random.default_rng(1)
     patients = [Measured(None, *_tube_and_blob(rng, k), (2.0, 1.0, 1.0), {}) for k in range(10)]
-    model, threshold, table = choose_filter(patients, max_fp_per_patient=0.0)
+    model, threshold, table = choose_filter([components_of(p) for p in patients], max_fp_per_patient=0.0)
     assert table[0] == {"min_component_probability": 0.0, "lesion_sensitivity": 1.0, "fp_per_patient": 1.0}
     chosen = next(r for r in table if r["min_component_probability"] == threshold)
     assert chosen["fp_per_patient"] == 0.0 and chosen["lesion_sensitivity"] == 1.0 and threshold > 0
@@ -202,7 +202,7 @@ def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
     assert np.array_equal(probability >= 0.5, truth)
     # nothing false to learn from: no model, every component kept
     lesions_only = [replace(p, probability=np.where(p.truth, 0.9, 0.0)) for p in patients[:3]]
-    assert choose_filter(lesions_only, 0.5)[:2] == ({}, 0.0)
+    assert choose_filter([components_of(p) for p in lesions_only], 0.5)[:2] == ({}, 0.0)
 
 
 def test_vectorised_logistic_equals_the_per_patient_one() -> None:

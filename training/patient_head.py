@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from MTSASegmenterLib.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
-from MTSASegmenterLib.component_filter import COMPONENT_FEATURES, component_features, drop_unlikely_components
+from MTSASegmenterLib.component_filter import COMPONENT_FEATURES, component_features, drop_scored_components
 from MTSASegmenterLib.egfr import aggregate_top_area_half
 from MTSASegmenterLib.errors import InputError, MTSAError
 from MTSASegmenterLib.heads import slice_values
@@ -82,9 +82,10 @@ def measure(case: Case, model: LoadedModel, device: str) -> Measured:
 
 @dataclass
 class Components:
-    """One fitting patient's predicted components: features, which touch the truth, and which
+    """One fitting patient's predicted components: labels, features, which touch the truth, and which
     components touch each truth lesion of >= MIN_LESION_MM (maximum diameter, as evaluate counts)."""
 
+    labels: np.ndarray
     features: np.ndarray
     true: np.ndarray
     touching: list[np.ndarray]
@@ -97,7 +98,7 @@ def components_of(patient: Measured) -> Components:
     true[np.unique(labels[patient.truth & (labels > 0)]) - 1] = True
     large = np.flatnonzero(max_diameters_mm(truth_labels, n_truth, patient.spacing_zyx) >= MIN_LESION_MM) + 1
     touching = [np.unique(labels[truth_labels == t]) for t in large]
-    return Components(features, true, [t[t > 0] - 1 for t in touching])
+    return Components(labels, features, true, [t[t > 0] - 1 for t in touching])
 
 
 def cross_validated_scores(parts: list[Components], l2: float, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
@@ -117,7 +118,7 @@ def cross_validated_scores(parts: list[Components], l2: float, folds: int = 5, s
     return scores
 
 
-def choose_filter(patients: list[Measured], max_fp_per_patient: float, l2: float = 1.0
+def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float = 1.0
                   ) -> tuple[dict[str, Any], float, list[dict[str, float]]]:
     """The component model and the lowest threshold on its (cross-validated) scores that leaves at
     most ``max_fp_per_patient`` false-positive components per fitting patient; and the trade-off
@@ -125,7 +126,6 @@ def choose_filter(patients: list[Measured], max_fp_per_patient: float, l2: float
 
     Without both true and false components on the fitting patients there is nothing to learn:
     no model, every component kept."""
-    parts = [components_of(p) for p in patients]
     y = np.concatenate([p.true for p in parts])
     total = sum(len(p.touching) for p in parts)
 
@@ -145,11 +145,12 @@ def choose_filter(patients: list[Measured], max_fp_per_patient: float, l2: float
     return model.to_dict(), float(chosen["min_component_probability"]), table
 
 
-def patient_row(p: Measured, component_model: dict[str, Any], min_probability: float) -> dict[str, Any]:
+def patient_row(p: Measured, components: Components, component_model: dict[str, Any], min_probability: float) -> dict[str, Any]:
     """One patient's features as the product measures them on its own (filtered) prediction."""
     probability = p.probability.copy()
     if component_model:
-        drop_unlikely_components(probability, p.volume, p.spacing_zyx, LogisticModel.from_dict(component_model), min_probability)
+        scores = LogisticModel.from_dict(component_model).probabilities(components.features)
+        drop_scored_components(probability, components.labels, scores, min_probability)
     areas = {z: float((probability[z] >= 0.5).sum()) for z in p.slice_values}
     paper = aggregate_top_area_half(areas, {z: float(v[-1]) for z, v in p.slice_values.items()})["probability"]
     lesions = measure_lesions(p.volume, probability >= 0.5, p.spacing_zyx)
@@ -184,8 +185,9 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
     base = replace(model, tasks=[replace(t, **unfiltered.get(t.kind, {})) for t in model.tasks])
     bar = tqdm(cases, desc="predicting", unit="patient", file=sys.stderr, disable=None if progress_bar else True)
     patients = [measure(case, base, device) for case in bar]
-    component_model, min_probability, trade_off = choose_filter(patients, max_fp_per_patient, l2)
-    rows = [patient_row(p, component_model, min_probability) for p in patients]
+    parts = [components_of(p) for p in patients]  # measured once: for the filter's fit and the patients' rows
+    component_model, min_probability, trade_off = choose_filter(parts, max_fp_per_patient, l2)
+    rows = [patient_row(p, c, component_model, min_probability) for p, c in zip(patients, parts)]
     features = (*PATIENT_FEATURES, SLICE_FEATURE) if with_slice_probability else PATIENT_FEATURES
     labelled = [r for r in rows if r["egfr"] != ""]
     x = np.array([[r[f] for f in features] for r in labelled], dtype=float)

@@ -76,7 +76,12 @@ def drop_unlikely_components(probability: np.ndarray, volume: np.ndarray, spacin
     """Zero, in place, each component the model gives less than ``min_probability`` of being a
     lesion; returns how many were dropped."""
     labels, features = component_features(probability, volume, spacing_zyx, threshold)
-    unlikely = np.flatnonzero(model.probabilities(features) < min_probability) + 1
+    return drop_scored_components(probability, labels, model.probabilities(features), min_probability)
+
+
+def drop_scored_components(probability: np.ndarray, labels: np.ndarray, scores: np.ndarray, min_probability: float) -> int:
+    """Zero, in place, the components (``labels``, score i for label i + 1) scored below ``min_probability``."""
+    unlikely = np.flatnonzero(scores < min_probability) + 1
     if unlikely.size:
         probability[np.isin(labels, unlikely)] = 0.0
     return int(unlikely.size)
