@@ -19,7 +19,7 @@ def _config(*extra: str):
 def test_every_preset_makes_a_trainable_configuration(name: str) -> None:
     cfg = _config("--preset", name)
     preset = PRESETS[name]
-    assert cfg.tasks == preset.tasks
+    assert cfg.tasks == preset.tasks and cfg.model_name == preset.name
     assert cfg.net.num_classes == sum(t.outputs for t in preset.tasks)
     for key, value in preset.preprocess.items():
         assert getattr(cfg.preprocess, key) == value
@@ -35,6 +35,7 @@ def test_preset_intensity_mapping_and_options_can_be_overridden() -> None:
     assert breast.preprocess.normalisation == "tissue_median" and breast.net.roi_weighting
     assert not _config("--preset", "breast-dce", "--task", "classification").net.roi_weighting  # needs the GTV
     assert _config("--roi-weighting").net.roi_weighting and not _config().net.roi_weighting
+    assert _config("--preset", "hcc-tace", "--name", "Liver v2").model_name == "Liver v2"
 
 
 def test_region_weighting_starts_as_identity_and_learns_per_region() -> None:

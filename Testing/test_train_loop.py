@@ -83,9 +83,10 @@ def test_single_task_modes(cohort: Path, tmp_path: Path, task: str) -> None:
 def test_cli(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     common = ["--input-size", "64", "--width", "4", "--epochs", "1", "--workers", "0", "--no-progress", "--device", "cpu",
               "--val-fraction", "0.25", "--split", "temporal", "--weighting", "equal", "--cache-dir", str(cohort.parent / "cache")]
-    assert main(["--data", str(cohort), "--out", str(tmp_path / "cli"), *common]) == 0
+    assert main(["--data", str(cohort), "--out", str(tmp_path / "cli"), "--name", "Site A GTV", *common]) == 0
     best = Path(capsys.readouterr().out.strip())
     info = load_checkpoint(best).info
+    assert info.name == "Site A GTV"
     assert info.training["split"]["kind"] == "temporal" and info.training["command"].startswith("mtsa train --data")
     assert info.training["config"]["loss"]["weighting"] == "equal"
     assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *common]) == 1

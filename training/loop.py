@@ -55,7 +55,7 @@ from .slices import SliceCache, SliceDataset
 Progress = Callable[[float, str], None]
 LAST_FORMAT = "mtsa-train-state-1"
 # Fields that may change between an interrupted run and its resumption.
-_RESUMABLE = {"epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir", "max_minutes"}
+_RESUMABLE = {"epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir", "max_minutes", "model_name"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class TrainConfig:
     num_workers: int = 2
     resume: bool = False
     synthetic_only: bool = True  # the data are the phantom: the model is stamped not for clinical use
+    model_name: str = "MTSA-Net"  # as checkpoint and reports name the model (a preset's name by default)
     command: str = ""
     progress_bar: bool = True
 
@@ -370,6 +371,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
             state.best_metrics = {k: v for k, v in row.items() if k.startswith("val_")}
             if d.main:
                 info = ModelInfo(
+                    name=cfg.model_name,
                     version=MTSASegmenterLib.__version__,
                     synthetic_only=cfg.synthetic_only,
                     training=provenance,
@@ -471,6 +473,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--real-data", action="store_true", help="the cohort is not synthetic (clears the not-for-clinical-use stamp)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--name", help="the model's name in its checkpoint and reports (default: the preset's, e.g. MTSA-Net)")
 
 
 def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
@@ -522,7 +525,7 @@ def config_from_args(args: argparse.Namespace, command: str = "") -> TrainConfig
         loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha), tasks=tasks,
         free_share=args.free_share, augment=not args.no_augment, cache_dir=args.cache_dir, device=args.device,
         amp=not args.no_amp, num_workers=args.workers, resume=args.resume, synthetic_only=not args.real_data,
-        command=command, progress_bar=not args.no_progress,
+        model_name=args.name or preset.name, command=command, progress_bar=not args.no_progress,
     )
 
 

@@ -22,6 +22,7 @@ from .config import DEFAULT_TASKS, TaskSpec
 
 @dataclass(frozen=True)
 class Preset:
+    name: str  # the model's name in its checkpoint and reports
     description: str
     tasks: tuple[TaskSpec, ...]
     preprocess: dict[str, Any] = field(default_factory=dict)  # PreprocessConfig fields
@@ -33,14 +34,16 @@ def _receptor(name: str) -> TaskSpec:
 
 
 PRESETS: dict[str, Preset] = {
-    "mtsa-net": Preset("brain metastasis GTV + EGFR, T1-CE MR (MTSA-Net)", DEFAULT_TASKS),
+    "mtsa-net": Preset("MTSA-Net", "brain metastasis GTV + EGFR, T1-CE MR (MTSA-Net)", DEFAULT_TASKS),
     "hcc-tace": Preset(
+        "multi-DL (HCC, TACE response)",
         "HCC segmentation + objective response to TACE, contrast CT (multi-DL)",
         (TaskSpec("Tumour", "segmentation", terminology="liver-tumour"),
          TaskSpec("Response", "binary", ("non-response", "response"), aggregation="top_area_half_mean")),
         preprocess={"normalisation": "ct_window", "window": (-100.0, 250.0), "clip_max": 1.0},
     ),
     "breast-dce": Preset(
+        "spatial multi-task (breast DCE-MRI)",
         "breast tumour segmentation + ER, PR, HER2, Ki-67, single-phase DCE-MRI",
         (TaskSpec("Tumour", "segmentation", terminology="breast-tumour"), _receptor("ER"), _receptor("PR"), _receptor("HER2"),
          TaskSpec("Ki-67", "regression", column="ki67", unit="%", scale=100.0, aggregation="top_area_half_mean")),
