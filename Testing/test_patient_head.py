@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from MTSASegmenterLib.checkpoint import load_checkpoint
+from MTSASegmenterLib.config import DEFAULT_TASKS, TaskSpec
 from MTSASegmenterLib.egfr import aggregate_lesion_logistic
 from MTSASegmenterLib.errors import CheckpointError
 from MTSASegmenterLib.lesion_features import PATIENT_FEATURES, LesionFeatures, measure_lesions, patient_features
@@ -130,6 +131,30 @@ def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch:
     assert (gtv.component_model, gtv.min_component_probability, summary["component_model"]) == ({}, 0.0, False)  # nothing to filter
     rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
     assert [float(r["lesion_count"]) for r in rows] == [2.0, 1.0] * 3
+
+
+def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preset's model (tumour + response): fit-head learns to drop the bright specks that are not
+    tumour and leaves the response head as trained."""
+    cohort = write_exact_cohort(tmp_path / "exact", n=6)
+    for i, case in enumerate(read_cohort(cohort)):  # an unmasked bright speck per patient: a false component
+        image = sitk.ReadImage(str(case.image))
+        array = sitk.GetArrayFromImage(image)
+        array[2 + i % 3, 58:60, 4 + 2 * i:6 + 2 * i] = 2500
+        out = sitk.GetImageFromArray(array)
+        out.CopyInformation(image)
+        sitk.WriteImage(out, str(case.image))
+    response = TaskSpec("Response", "binary", ("non-response", "response"), aggregation="top_area_half_mean")
+    model = stand_in(tasks=(next(t for t in DEFAULT_TASKS if t.kind == "segmentation"), response))
+    saved = {}
+    monkeypatch.setattr(patient_head, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks))
+    summary = fit_head(model, read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False)
+    assert summary["component_model"] and "patients" not in summary
+    gtv, head = saved["tasks"]
+    assert head == response
+    fitted = replace(model, tasks=saved["tasks"])
+    lesions = predict_volume(read_image(read_cohort(cohort)[0].image), fitted, device="cpu").report["gtv"]["lesions"]
+    assert len(lesions) == 2 and len(predict_volume(read_image(read_cohort(cohort)[0].image), model, device="cpu").report["gtv"]["lesions"]) == 3
 
 
 def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:  # noqa: F811

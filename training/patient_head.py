@@ -6,11 +6,12 @@ would run it (``predict_volume``). Two things are chosen from those predictions:
    brightness and certainty (``component_filter``), fitted to tell components that touch a truth
    lesion from those that touch none, and the lowest threshold on its cross-validated scores that
    leaves at most ``--max-fp-per-patient`` false positives per fitting patient;
-2. the patient-level EGFR model: each patient's filtered lesions are measured
-   (``lesion_features``) and a penalised logistic model is fitted over those features (and,
-   optionally, the paper's slice probability).
+2. for a model with an EGFR head, the patient-level EGFR model: each patient's filtered lesions
+   are measured (``lesion_features``) and a penalised logistic model is fitted over those features
+   (and, optionally, the paper's slice probability).
 The result is a new checkpoint (weights unchanged) whose GTV task carries the component model and
-whose EGFR head uses ``lesion_logistic``. Test patients are never touched.
+whose EGFR head uses ``lesion_logistic``; other heads (a preset's response or receptors) are left
+as trained. Test patients are never touched.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def fitting_cases(data: Path, model: LoadedModel) -> list[Case]:
     split = training.get("split", {})
     ids = set(split.get("train", {}).get("case_ids", [])) | set(split.get("val", {}).get("case_ids", []))
     cases = [c for c in read_cohort(data) if c.case_id in ids]
-    if len({c.egfr for c in cases if c.egfr is not None}) < 2:
+    if model.egfr_task() is not None and len({c.egfr for c in cases if c.egfr is not None}) < 2:
         raise InputError(f"{data}: the model's training patients need EGFR labels of both classes")
     return cases
 
@@ -67,7 +68,7 @@ class Measured:
     probability: np.ndarray  # GTV probability on the model grid
     truth: np.ndarray  # truth GTV on the model grid
     spacing_zyx: tuple[float, float, float]
-    slice_values: dict[int, np.ndarray]  # the EGFR head's per-slice probabilities
+    slice_values: dict[int, np.ndarray]  # the EGFR head's per-slice probabilities (none without one)
 
 
 def measure(case: Case, model: LoadedModel, device: str) -> Measured:
@@ -77,7 +78,7 @@ def measure(case: Case, model: LoadedModel, device: str) -> Measured:
     return Measured(case, prediction.volume, prediction.slices.gtv_probability,
                     prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
                     prediction.grid.spacing_zyx,
-                    slice_values(model.tasks, prediction.slices.class_logits)[task.name])
+                    slice_values(model.tasks, prediction.slices.class_logits)[task.name] if task else {})
 
 
 @dataclass
@@ -175,11 +176,11 @@ def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, features: tuple[str, 
 
 def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "auto", l2: float = 1.0,
              with_slice_probability: bool = False, progress_bar: bool = True, max_fp_per_patient: float = 0.5) -> dict[str, Any]:
-    """Choose the GTV component filter, fit the patient model, write the new checkpoint to ``out``
-    and the feature table beside it; returns the summary."""
+    """Choose the GTV component filter, fit the patient model (if the model has an EGFR head), write
+    the new checkpoint to ``out`` and the feature table beside it; returns the summary."""
     task, segmentation = model.egfr_task(), model.task("segmentation")
-    if task is None or segmentation is None:
-        raise InputError(f"{model.path}: fit-head needs a model with both the GTV and the EGFR task")
+    if segmentation is None:
+        raise InputError(f"{model.path}: fit-head needs a model with a segmentation task")
     unfiltered = {"segmentation": {"min_peak": 0.0, "min_volume_ml": 0.0, "component_model": {}, "min_component_probability": 0.0},
                   "binary": {"aggregation": "top_area_half_mean", "patient_model": {}}}
     base = replace(model, tasks=[replace(t, **unfiltered.get(t.kind, {})) for t in model.tasks])
@@ -188,20 +189,23 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
     parts = [components_of(p) for p in patients]  # measured once: for the filter's fit and the patients' rows
     component_model, min_probability, trade_off = choose_filter(parts, max_fp_per_patient, l2)
     rows = [patient_row(p, c, component_model, min_probability) for p, c in zip(patients, parts)]
-    features = (*PATIENT_FEATURES, SLICE_FEATURE) if with_slice_probability else PATIENT_FEATURES
-    labelled = [r for r in rows if r["egfr"] != ""]
-    x = np.array([[r[f] for f in features] for r in labelled], dtype=float)
-    y = np.array([r["egfr"] for r in labelled], dtype=int)
-    patient_model = fit_logistic(x, y, features, l2)
-    summary = {"patients": len(labelled), "l2": l2, "features": list(features),
-               "cross_validated_accuracy": round(cross_validated_accuracy(x, y, features, l2), 4),
-               "training_accuracy": round(float(np.mean([(patient_model.probability(dict(zip(features, r))) > 0.5) == bool(t)
-                                                         for r, t in zip(x, y)])), 4),
-               "component_model": bool(component_model), "min_component_probability": min_probability,
-               "max_fp_per_patient": max_fp_per_patient, "filter_trade_off": trade_off, "filter_patients": len(patients)}
-    tasks = [replace(t, aggregation="lesion_logistic", patient_model=patient_model.to_dict()) if t is task
-             else replace(t, min_peak=0.0, min_volume_ml=0.0, component_model=component_model, min_component_probability=min_probability)
+    summary: dict[str, Any] = {"component_model": bool(component_model), "min_component_probability": min_probability,
+                               "max_fp_per_patient": max_fp_per_patient, "filter_trade_off": trade_off, "filter_patients": len(patients)}
+    tasks = [replace(t, min_peak=0.0, min_volume_ml=0.0, component_model=component_model, min_component_probability=min_probability)
              if t is segmentation else t for t in model.tasks]
+    if task is not None:
+        features = (*PATIENT_FEATURES, SLICE_FEATURE) if with_slice_probability else PATIENT_FEATURES
+        labelled = [r for r in rows if r["egfr"] != ""]
+        x = np.array([[r[f] for f in features] for r in labelled], dtype=float)
+        y = np.array([r["egfr"] for r in labelled], dtype=int)
+        patient_model = fit_logistic(x, y, features, l2)
+        summary.update({
+            "patients": len(labelled), "l2": l2, "features": list(features),
+            "cross_validated_accuracy": round(cross_validated_accuracy(x, y, features, l2), 4),
+            "training_accuracy": round(float(np.mean([(patient_model.probability(dict(zip(features, r))) > 0.5) == bool(t)
+                                                      for r, t in zip(x, y)])), 4),
+        })
+        tasks = [replace(t, aggregation="lesion_logistic", patient_model=patient_model.to_dict()) if t is task else t for t in tasks]
     info = replace(model.info, metrics={**model.info.metrics, "patient_head": summary})
     save_checkpoint(out, model.net, model.net_config, model.preprocess, tasks, info, model.extra)
     with open(feature_table_path(out), "w", newline="", encoding="utf-8") as f:
@@ -216,7 +220,8 @@ def feature_table_path(checkpoint: Path) -> Path:
 
 
 def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Fit the patient-level EGFR model (lesion features) of a trained network.")
+    p = argparse.ArgumentParser(prog=prog, description="Fit the GTV component filter and, with an EGFR head, the patient-level "
+                                                       "EGFR model (lesion features) of a trained network.")
     p.add_argument("--model", type=Path, required=True, help="trained checkpoint (best.pt of mtsa train)")
     p.add_argument("--data", type=Path, required=True, help="the cohort folder it was trained on")
     p.add_argument("--out", type=Path, required=True, help="new checkpoint with the patient-level model")
@@ -245,9 +250,10 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
     print(f"GTV components kept when the component model rates them {summary['min_component_probability']:g} or more "
           f"(fitting patients, cross-validated: lesion sensitivity {chosen['lesion_sensitivity']:.3f}, "
-          f"{chosen['fp_per_patient']:g} false positives per patient); patient-level EGFR model "
-          f"fitted on {summary['patients']} patients: cross-validated accuracy {summary['cross_validated_accuracy']:.3f} "
-          f"(training {summary['training_accuracy']:.3f}); written to {args.out}")
+          f"{chosen['fp_per_patient']:g} false positives per patient)"
+          + (f"; patient-level EGFR model fitted on {summary['patients']} patients: cross-validated accuracy "
+             f"{summary['cross_validated_accuracy']:.3f} (training {summary['training_accuracy']:.3f})" if "patients" in summary else "")
+          + f"; written to {args.out}")
     return 0
 
 
