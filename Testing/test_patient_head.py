@@ -155,6 +155,8 @@ def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tm
     fitted = replace(model, tasks=saved["tasks"])
     lesions = predict_volume(read_image(read_cohort(cohort)[0].image), fitted, device="cpu").report["gtv"]["lesions"]
     assert len(lesions) == 2 and len(predict_volume(read_image(read_cohort(cohort)[0].image), model, device="cpu").report["gtv"]["lesions"]) == 3
+    rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
+    assert len(rows) == 6 and "egfr" not in rows[0] and float(rows[0]["lesion_count"]) == 2.0
 
 
 def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:  # noqa: F811

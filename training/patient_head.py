@@ -206,6 +206,8 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
                                                       for r, t in zip(x, y)])), 4),
         })
         tasks = [replace(t, aggregation="lesion_logistic", patient_model=patient_model.to_dict()) if t is task else t for t in tasks]
+    else:  # the feature table keeps what was measured: the lesions, not an absent head's columns
+        rows = [{k: v for k, v in r.items() if k not in ("egfr", SLICE_FEATURE)} for r in rows]
     info = replace(model.info, metrics={**model.info.metrics, "patient_head": summary})
     save_checkpoint(out, model.net, model.net_config, model.preprocess, tasks, info, model.extra)
     with open(feature_table_path(out), "w", newline="", encoding="utf-8") as f:
