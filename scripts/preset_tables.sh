@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The hcc-tace and breast-dce presets on their own phantoms (docs/PHANTOMS.md), end to end on a
 # 2-core CPU in about 80 minutes: per preset a synthetic internal cohort for training and
-# validation, an external-site cohort for testing, a 20-minute training run and the evaluation
+# validation, an external-site cohort for testing, a 20-minute training run, the component filter
+# (mtsa fit-head, a few minutes) and the evaluation
 # (heads.md: response AUC and Dice; AUC per receptor and Ki-67 MAE, each beside the best possible).
 # Usage: bash scripts/preset_tables.sh [hcc-tace|breast-dce ...]   (default: both)
 # Synthetic data only: these models are not for clinical use.
@@ -19,7 +20,8 @@ run_preset() {
   mtsa train --preset "$preset" --data "$WORK/$preset/train" --out "$WORK/$preset/run" --val-fraction 0.15 --test-fraction 0.0 \
     --input-size 128 --width 12 --spacing "$spacing" --min-slice-mm "$min_slice" --batch-size 16 --free-share 0.2 \
     --seed 7 --max-minutes "$MINUTES" --workers 1
-  mtsa evaluate --data "$WORK/$preset/external" --model "$WORK/$preset/run/best.pt" --out "$WORK/$preset/eval-external"
+  mtsa fit-head --model "$WORK/$preset/run/best.pt" --data "$WORK/$preset/train" --out "$WORK/$preset/run/model.pt"
+  mtsa evaluate --data "$WORK/$preset/external" --model "$WORK/$preset/run/model.pt" --out "$WORK/$preset/eval-external"
 }
 
 for preset in "${@:-hcc-tace breast-dce}"; do
