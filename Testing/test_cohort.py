@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -108,6 +109,15 @@ def test_no_patient_in_two_splits(kind: str) -> None:
     assert {c.egfr for c in split.val} == {0, 1}  # stratified draw keeps both classes
     summary = split.summary()
     assert summary["train"]["cases"] == len(split.train) and summary["kind"] == kind
+
+
+def test_split_summary_counts_the_labels_of_other_heads() -> None:
+    cases = [replace(c, labels={"response": ("response", "non-response")[i % 2], "ki67": "" if i == 0 else f"{i}.5", "site": c.site})
+             for i, c in enumerate(fake_cases(40))]
+    summary = split_cohort(cases, "random", seed=1).summary()
+    groups = [summary[g]["labels"] for g in ("train", "val", "test")]
+    assert sum(g["response"].get("response", 0) for g in groups) == 20 and sum(g["ki67"]["labelled"] for g in groups) == 39
+    assert all(set(g) == {"response", "ki67"} for g in groups)  # PHANTOM.md's own columns are counted elsewhere
 
 
 def test_temporal_split_like_the_paper() -> None:

@@ -76,11 +76,30 @@ class Split:
                 "cases": len(cases),
                 "mutant": sum(c.egfr == 1 for c in cases),
                 "wild_type": sum(c.egfr == 0 for c in cases),
+                "labels": label_counts(cases),
                 "sites": dict(sorted(Counter(c.site for c in cases).items())),
                 "case_ids": [c.case_id for c in cases],
             }
 
         return {"kind": self.kind, "train": group(self.train), "val": group(self.val), "test": group(self.test)}
+
+
+def label_counts(cases: Sequence[Case]) -> dict[str, dict[str, int]]:
+    """Per label column other than PHANTOM.md's own (a preset's ``response``, ``er``, ``ki67``...):
+    the count of each class, or of labelled patients where the values are numbers."""
+    out: dict[str, dict[str, int]] = {}
+    for column in sorted({k for c in cases for k in c.labels} - set(COLUMNS)):
+        values = [c.labels[column].strip() for c in cases if c.labels.get(column, "").strip()]
+        out[column] = {"labelled": len(values)} if all(_is_number(v) for v in values) else dict(sorted(Counter(values).items()))
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_cohort(folder: str | Path) -> list[Case]:
