@@ -120,6 +120,15 @@ def test_split_summary_counts_the_labels_of_other_heads() -> None:
     assert all(set(g) == {"response", "ki67"} for g in groups)  # PHANTOM.md's own columns are counted elsewhere
 
 
+def test_a_preset_cohort_is_stratified_by_its_own_head() -> None:
+    """No EGFR labels; 8 of 40 patients do not respond: validation and test both get some."""
+    cases = [replace(c, egfr=None, labels={"response": "non-response" if i % 5 == 0 else "response"}) for i, c in enumerate(fake_cases(40))]
+    for seed in range(5):
+        split = split_cohort(cases, "random", seed=seed, val_fraction=0.2, test_fraction=0.25, stratify="response")
+        for group, expected in ((split.test, 2), (split.val, 1)):  # 8 x 10/40; 6 x 6/30 rounds to 1
+            assert sum(c.labels["response"] == "non-response" for c in group) == expected
+
+
 def test_temporal_split_like_the_paper() -> None:
     cases = fake_cases(188)
     cutoff = date(2021, 5, 1)

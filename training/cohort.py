@@ -160,12 +160,17 @@ def cohort_fingerprint(folder: str | Path) -> str:
     return hashlib.sha256((Path(folder) / "cases.csv").read_bytes()).hexdigest()
 
 
-def _stratified_draw(cases: Sequence[Case], n: int, rng: np.random.Generator) -> tuple[list[Case], list[Case]]:
-    """Draw ``n`` cases keeping the EGFR label proportions; returns (drawn, rest)."""
-    strata: dict[int | None, list[Case]] = {}
+def _stratum(case: Case, column: str) -> int | str | None:
+    return case.egfr if column == "egfr" else case.labels.get(column, "").strip() or None
+
+
+def _stratified_draw(cases: Sequence[Case], n: int, rng: np.random.Generator, column: str = "egfr") -> tuple[list[Case], list[Case]]:
+    """Draw ``n`` cases keeping the proportions of ``column``'s labels (unlabelled ones a stratum of
+    their own); returns (drawn, rest)."""
+    strata: dict[int | str | None, list[Case]] = {}
     for c in cases:
-        strata.setdefault(c.egfr, []).append(c)
-    keys = sorted(strata, key=lambda k: -1 if k is None else k)
+        strata.setdefault(_stratum(c, column), []).append(c)
+    keys = sorted(strata, key=lambda k: (k is not None, k))
     # Largest-remainder apportionment of n over the strata.
     quotas = {k: n * len(strata[k]) / len(cases) for k in keys}
     counts = {k: int(quotas[k]) for k in keys}
@@ -195,17 +200,19 @@ def split_cohort(
     test_fraction: float = 0.2,
     cutoff: date | None = None,
     test_sites: Iterable[str] | None = None,
+    stratify: str = "egfr",
 ) -> Split:
     """Split patients into train / validation / test.
 
     ``temporal`` without ``cutoff`` puts the latest ``test_fraction`` of patients (by date) into the
     test set; ``site`` without ``test_sites`` tests on every site but the most common one.
-    ``val_fraction`` is a share of the patients left for training.
+    ``val_fraction`` is a share of the patients left for training. Random draws keep the
+    proportions of the ``stratify`` column's labels (the first classification head's).
     """
     cases = list(cases)
     rng = np.random.default_rng(seed)
     if kind == "random":
-        test, rest = _stratified_draw(cases, _count(test_fraction, len(cases), "test_fraction"), rng)
+        test, rest = _stratified_draw(cases, _count(test_fraction, len(cases), "test_fraction"), rng, stratify)
     elif kind == "temporal":
         undated = [c.case_id for c in cases if c.acquired is None]
         if undated:
@@ -228,7 +235,7 @@ def split_cohort(
         test = [c for c in cases if c.site in test_sites]
     else:
         raise ValueError(f"split kind must be one of {', '.join(SPLIT_KINDS)}, got {kind!r}")
-    val, train = _stratified_draw(rest, _count(val_fraction, len(rest), "val_fraction"), rng)
+    val, train = _stratified_draw(rest, _count(val_fraction, len(rest), "val_fraction"), rng, stratify)
     if not train:
         raise InputError(f"{kind} split of {len(cases)} case(s) leaves no training case")
     order = {c.case_id: i for i, c in enumerate(cases)}

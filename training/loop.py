@@ -259,6 +259,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
     split = split_cohort(
         read_cohort(cfg.data), cfg.split, cfg.seed,
         val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, cutoff=cfg.cutoff, test_sites=cfg.test_sites,
+        stratify=next((t.label_column for t in cfg.tasks if t.kind in ("binary", "multiclass")), "egfr"),
     )
     if not split.val:
         raise MTSAError(f"{cfg.data}: the {cfg.split} split leaves no validation case; early stopping needs one")
