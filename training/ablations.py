@@ -38,6 +38,7 @@ from .evaluate import (
     write_table,
 )
 from .loop import TrainConfig, add_run_options, config_from_args, train
+from .losses import LossConfig
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--only", help=f"comma-separated variants ({', '.join(v.key for v in VARIANTS)}); default all")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     # MTSA-Net's own settings: each variant then changes its branches, weighting or alpha; runs resume
-    p.set_defaults(task="both", weighting="uncertainty", focal_alpha=0.8, resume=True)
+    p.set_defaults(task="both", weighting=LossConfig.weighting, focal_alpha=LossConfig.focal_alpha, resume=True)
     return p
 
 

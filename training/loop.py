@@ -483,8 +483,8 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (best.pt, last.pt, log.csv, tb/)")
     p.add_argument("--task", choices=("both", "segmentation", "classification"), default="both",
                    help="train the GTV and the heads (both), or one branch only (the paper's baselines)")
-    p.add_argument("--weighting", choices=WEIGHTINGS, default="uncertainty")
-    p.add_argument("--focal-alpha", type=float, default=0.8)
+    p.add_argument("--weighting", choices=WEIGHTINGS, default=LossConfig.weighting)
+    p.add_argument("--focal-alpha", type=float, default=LossConfig.focal_alpha)
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     return p
 
