@@ -32,6 +32,15 @@ def test_output_shapes(size: int, channels: int) -> None:
     assert torch.isfinite(seg).all() and torch.isfinite(cls).all()
 
 
+def test_untrained_network_starts_at_the_gtv_prior() -> None:
+    """An untrained network calls almost nothing tumour (p ~ GTV_PRIOR), not half of every slice."""
+    model = build(small(in_channels=3)).train()
+    seg, _ = model(torch.randn(4, 3, 64, 64))
+    p = torch.sigmoid(seg.detach())
+    assert 0.002 < float(p.median()) < 0.05
+    assert float((p > 0.5).float().mean()) < 0.01
+
+
 def test_paper_size_on_meta_device() -> None:
     cfg = NetConfig(in_channels=1, base_width=32, input_size=384)
     with torch.device("meta"):
