@@ -3,6 +3,8 @@
 # a synthetic cohort (6 min), training on a 2-core CPU within a 40-minute budget, the component
 # filter and patient-level EGFR model (mtsa fit-head, 3 min), then its evaluation on held-out
 # internal patients and an external-site synthetic cohort (10 min more).
+# The weights depend on the trainer's code too: the bundled model was trained at commit 4a0b7a4
+# (its info.code_version); run this script from that commit to get the same weights.
 # Synthetic data only: the model is not for clinical use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
