@@ -1,8 +1,8 @@
 """MTSASegmenter: brain-metastasis GTV and EGFR status from T1-CE MR with MTSA-Net, in 3D Slicer.
 
 Thin glue only. Node <-> image conversion and the prediction-into-a-segmentation path live in
-``MTSASegmenterLib.slicer_bridge`` (tested against real MRML outside the application); what the
-panel shows is computed by ``MTSASegmenterLib.report_view`` (pure functions). This file wires
+``MTSASegmenterLib.slicer.bridge`` (tested against real MRML outside the application); what the
+panel shows is computed by ``MTSASegmenterLib.slicer.report_view`` (pure functions). This file wires
 those to Qt widgets, installs dependencies and keeps the GUI alive while the network runs.
 """
 
@@ -31,8 +31,9 @@ _MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 if _MODULE_DIR not in sys.path:
     sys.path.insert(0, _MODULE_DIR)
 
-from MTSASegmenterLib import report_view, slicer_bridge  # noqa: E402  (needs no torch)
 from MTSASegmenterLib.errors import Cancelled, MTSAError  # noqa: E402
+from MTSASegmenterLib.slicer import bridge as slicer_bridge  # noqa: E402  (needs no torch)
+from MTSASegmenterLib.slicer import report_view  # noqa: E402
 
 
 class RequirementsError(RuntimeError):
@@ -432,7 +433,7 @@ class MTSASegmenterLogic(ScriptedLoadableModuleLogic):
         if importlib.util.find_spec("torch") is None:
             return ["cpu"]
         try:
-            from MTSASegmenterLib.predictor import available_devices
+            from MTSASegmenterLib.inference.predictor import available_devices
 
             return list(available_devices())
         except Exception as error:  # a broken torch install must not break the panel
@@ -443,7 +444,7 @@ class MTSASegmenterLogic(ScriptedLoadableModuleLogic):
 
     def loadModel(self, path: str | None = None):
         """The checkpoint at ``path`` (the bundled demo model when None), cached while unchanged on disk."""
-        from MTSASegmenterLib.checkpoint import load_checkpoint
+        from MTSASegmenterLib.model.checkpoint import load_checkpoint
         from MTSASegmenterLib.resources import demo_model_path
 
         path = str(demo_model_path()) if path is None else str(path)

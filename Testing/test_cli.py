@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from conftest import lesion_volume
+from helpers import lesion_volume
 from MTSASegmenterLib.cli import main
 
 slicerio = pytest.importorskip("slicerio")
@@ -180,7 +179,7 @@ def test_console_script_exit_status(tmp_path):
     "brats-met-00110/BraTS-MET-00110-000-t1c.nii.gz", "mr-gd/MR_Gd.nii.gz", "vs-seg-001-dicom",
 ])
 def test_real_scans(scan, real_data, tmp_path, capsys, tiny_checkpoint):
-    from MTSASegmenterLib.imageio import read_image
+    from MTSASegmenterLib.io.imageio import read_image
 
     source = real_data / scan
     code, err = run(capsys, "predict", str(source), "--model", str(tiny_checkpoint), "--out", str(tmp_path))

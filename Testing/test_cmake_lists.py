@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "MTSASegmenter"
 IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
 

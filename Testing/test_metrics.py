@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy import ndimage
-
 from MTSASegmenterLib import metrics
+from scipy import ndimage
 
 SPACING_3D = (3.0, 0.7, 0.5)  # (sz, sy, sx): thick axial slices, anisotropic in-plane
 SPACING_2D = (0.7, 0.5)

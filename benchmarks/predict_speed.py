@@ -66,8 +66,8 @@ def model_configs() -> dict[str, tuple[Any, Any]]:
 
 def make_checkpoints(folder: Path) -> dict[str, dict[str, Any]]:
     """name -> {path, weights}; the bundled demo model when present, else random weights of its shape."""
-    from MTSASegmenterLib.checkpoint import save_checkpoint
-    from MTSASegmenterLib.network import MTSANet
+    from MTSASegmenterLib.model.checkpoint import save_checkpoint
+    from MTSASegmenterLib.model.network import MTSANet
     from MTSASegmenterLib.resources import demo_model_path
 
     found = {}
@@ -132,7 +132,7 @@ def _reset_peak() -> None:
 
 
 def _load(job: dict[str, Any]):
-    from MTSASegmenterLib.checkpoint import load_checkpoint
+    from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(job["checkpoint"])
     if job.get("peer_width"):
@@ -200,8 +200,8 @@ def job_matmul(job: dict[str, Any]) -> dict[str, Any]:
 
 def job_network(job: dict[str, Any]) -> dict[str, Any]:
     """Slices per second through predict_slices, with one of the levers."""
-    from MTSASegmenterLib.network import fuse_batchnorm
-    from MTSASegmenterLib.predictor import inference_net, predict_slices
+    from MTSASegmenterLib.inference.predictor import inference_net, predict_slices
+    from MTSASegmenterLib.model.network import fuse_batchnorm
 
     model = _load(job)
     cpu = torch.device("cpu")
@@ -244,9 +244,9 @@ def job_network(job: dict[str, Any]) -> dict[str, Any]:
 def job_volume(job: dict[str, Any]) -> dict[str, Any]:
     """One scan end to end with the functions ``mtsa predict`` uses, the model already loaded."""
     from MTSASegmenterLib.cli import output_paths
-    from MTSASegmenterLib.imageio import read_image
-    from MTSASegmenterLib.outputs import write_prediction_files
-    from MTSASegmenterLib.pipeline import case_name, predict_volume
+    from MTSASegmenterLib.inference.pipeline import case_name, predict_volume
+    from MTSASegmenterLib.io.imageio import read_image
+    from MTSASegmenterLib.io.outputs import write_prediction_files
 
     model = _load(job)
     rss_model = _status_kb("VmRSS")
@@ -292,8 +292,7 @@ def machine() -> dict[str, Any]:
 def crops(folder: Path) -> dict[int, str]:
     """The VS-SEG series cut to its first n slices, saved as NIfTI (the growth check reads those)."""
     import SimpleITK as sitk
-
-    from MTSASegmenterLib.imageio import read_image
+    from MTSASegmenterLib.io.imageio import read_image
 
     image = read_image(SCANS["VS-SEG 512x512x120 (DICOM)"])
     paths = {}
@@ -325,8 +324,8 @@ class Bench:
     """The parent: lays out the models, runs each measurement in its own process, prints tables."""
 
     def __init__(self, quick: bool, folder: Path) -> None:
-        from MTSASegmenterLib.complexity import complexity
-        from MTSASegmenterLib.predictor import default_batch_size
+        from MTSASegmenterLib.inference.predictor import default_batch_size
+        from MTSASegmenterLib.model.complexity import complexity
 
         self.quick, self.folder = quick, folder
         self.slices = {"demo": 32 if quick else 128, "full": 8 if quick else 16}

@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Sequence
 
 import SimpleITK as sitk
-
-from MTSASegmenterLib.checkpoint import load_checkpoint
 from MTSASegmenterLib.cli import _progress_bar, summary_line
-from MTSASegmenterLib.lesions import find_lesions, lesion_detection
+from MTSASegmenterLib.inference.pipeline import predict_volume
+from MTSASegmenterLib.io.outputs import (
+    atomic_outputs,
+    check_writable,
+    write_prediction_files,
+)
+from MTSASegmenterLib.io.overlay import write_overlay
 from MTSASegmenterLib.metrics import dice
-from MTSASegmenterLib.outputs import atomic_outputs, check_writable, write_prediction_files
-from MTSASegmenterLib.overlay import write_overlay
-from MTSASegmenterLib.pipeline import predict_volume
+from MTSASegmenterLib.model.checkpoint import load_checkpoint
+from MTSASegmenterLib.postprocess.lesions import find_lesions, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
 
 
@@ -28,7 +31,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
-    from .phantom import best_possible_accuracy, generate_case
+    from .phantoms.brain.generate import best_possible_accuracy, generate_case
 
     case = "demo_case"
     image_path, truth_path = args.out / f"{case}.nii.gz", args.out / f"{case}_truth.nii.gz"

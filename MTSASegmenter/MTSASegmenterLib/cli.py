@@ -56,10 +56,10 @@ def output_paths(case: str, out: Path, fmt: str) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .imageio import read_image
-    from .outputs import check_writable, write_prediction_files
-    from .pipeline import case_name, predict_volume
+    from .inference.pipeline import case_name, predict_volume
+    from .io.imageio import read_image
+    from .io.outputs import check_writable, write_prediction_files
+    from .model.checkpoint import load_checkpoint
     from .resources import demo_model_path
 
     if args.batch_size is not None and args.batch_size < 1:
@@ -107,13 +107,13 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .complexity import describe
     from .config import NetConfig
+    from .model.complexity import describe
 
     if args.paper:
         print(describe(NetConfig(in_channels=1, base_width=32, input_size=384)))
         return 0
-    from .checkpoint import load_checkpoint
+    from .model.checkpoint import load_checkpoint
     from .resources import demo_model_path
 
     model = load_checkpoint(args.model or demo_model_path())
@@ -126,12 +126,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     """Training-side commands import ``training`` only when run, so prediction stays lean."""
     for name, module, help_text in (
-        ("synth", "training.synth_cli", "generate a synthetic cohort (brain MR of PHANTOM.md; --preset: liver CT, breast DCE-MRI)"),
+        ("synth", "training.phantoms.cli", "generate a synthetic cohort (brain MR of PHANTOM.md; --preset: liver CT, breast DCE-MRI)"),
         ("demo", "training.demo", "predict one synthetic case with the bundled model and compare with the truth"),
-        ("train", "training.loop", "train MTSA-Net on a cohort folder"),
-        ("fit-head", "training.patient_head", "fit the patient-level EGFR model (lesion features) of a trained network"),
-        ("evaluate", "training.evaluate", "evaluate a checkpoint on a cohort folder"),
-        ("ablations", "training.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
+        ("train", "training.train.loop", "train MTSA-Net on a cohort folder"),
+        ("fit-head", "training.train.fit_head", "fit the patient-level EGFR model (lesion features) of a trained network"),
+        ("evaluate", "training.evaluation.evaluate", "evaluate a checkpoint on a cohort folder"),
+        ("ablations", "training.train.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)  # the module's own parser answers --help
         p.set_defaults(func=None, module=module, command=name)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import CheckpointError
-from .terminology import TERMINOLOGIES
+from .io.terminology import TERMINOLOGIES
 
 
 def _from_dict(cls, data: dict[str, Any], what: str):

@@ -1,0 +1,157 @@
+"""From any MR volume to the model's axial slices, and the GTV back onto the volume's own grid.
+
+The model grid is defined in physical (LPS) space only: identity direction, ``spacing_mm``
+in-plane, ``input_size`` square, centred on the tissue, with axial slices at the native slice
+spacing (never thinner than ``min_slice_mm``). Because nothing in it depends on how the voxels are
+stored, the same patient stored axial, sagittal, coronal, flipped or in another axis order gives
+the same model slices; and because both directions are plain resampling between two physical
+grids, the inverse mapping is exact up to interpolation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..config import PreprocessConfig
+
+_MAX_STAT_VOXELS = 8_000_000  # larger volumes are subsampled for the intensity statistics
+
+
+@dataclass(frozen=True)
+class IntensityStats:
+    """The input's intensity mapping: normalised = (value - offset) / scale, clipped to [0, clip_max].
+
+    ``tissue_median`` (MR, MTSA-Net): offset 0, scale = median of tissue voxels, because MR has no
+    fixed unit; ``percentile`` (MR, the breast paper): offset and scale from two percentiles of the
+    tissue voxels; ``ct_window``: CT is in Hounsfield units already, so a fixed window maps to [0, 1].
+    """
+
+    scale: float
+    offset: float = 0.0
+
+    @classmethod
+    def of(cls, image: sitk.Image, cfg: PreprocessConfig | None = None) -> "IntensityStats":
+        cfg = cfg or PreprocessConfig()
+        if cfg.normalisation == "ct_window":
+            low, high = cfg.window
+            return cls(scale=high - low, offset=low)
+        values = sitk.GetArrayViewFromImage(image)
+        step = max(1, int(np.ceil((values.size / _MAX_STAT_VOXELS) ** (1 / 3))))
+        sample = np.asarray(values[::step, ::step, ::step], dtype=np.float32).ravel()
+        high = float(np.percentile(sample, 99.0))
+        tissue = sample[sample > 0.1 * high] if high > 0 else sample[sample > 0]
+        if cfg.normalisation == "percentile" and tissue.size:
+            lo, hi = (float(v) for v in np.percentile(tissue, cfg.percentiles))
+            return cls(scale=hi - lo if hi > lo else 1.0, offset=lo)
+        median = float(np.median(tissue)) if tissue.size else high
+        return cls(scale=median if median > 0 else 1.0)
+
+    def raw(self, normalised: float) -> float:
+        """The input value that normalises to ``normalised``."""
+        return self.offset + normalised * self.scale
+
+
+def normalise(values: np.ndarray, stats: IntensityStats, cfg: PreprocessConfig) -> np.ndarray:
+    """Map to the model's scale and clip, so int16 0-4095 and float 0-1 look the same to the model."""
+    out = np.asarray(values, dtype=np.float32) - np.float32(stats.offset)
+    out /= np.float32(stats.scale)
+    return np.clip(out, 0.0, cfg.clip_max, out=out)
+
+
+def _lps_matrix(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """index -> LPS: p = origin + M @ index, with M = direction @ diag(spacing)."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return np.asarray(image.GetOrigin(), dtype=float), direction @ np.diag(image.GetSpacing())
+
+
+def _tissue_box_lps(image: sitk.Image, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned LPS bounding box of the voxels above ``threshold`` (all voxels if none)."""
+    values = sitk.GetArrayViewFromImage(image)  # [k, j, i]
+    inside = values > threshold
+    lo_hi = []
+    for axis in (2, 1, 0):  # i, j, k
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(inside.any(axis=other))
+        n = values.shape[axis]
+        lo_hi.append((present[0], present[-1]) if present.size else (0, n - 1))
+    corners = np.array([[a, b, c] for a in lo_hi[0] for b in lo_hi[1] for c in lo_hi[2]], dtype=float)
+    origin, matrix = _lps_matrix(image)
+    points = origin + corners @ matrix.T
+    return points.min(axis=0), points.max(axis=0)
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """The mapping between one input volume and the model's stack of axial slices."""
+
+    reference: sitk.Image  # empty image carrying the model grid's geometry
+    stats: IntensityStats
+    cfg: PreprocessConfig
+
+    @classmethod
+    def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
+        stats = IntensityStats.of(image, cfg)
+        box_lo, box_hi = _tissue_box_lps(image, stats.raw(cfg.tissue_threshold))
+        _, matrix = _lps_matrix(image)
+        # The native axis closest to superior sets the slice spacing, so an axial scan keeps its slices.
+        axis = int(np.argmax(np.abs(matrix[2]) / np.linalg.norm(matrix, axis=0)))
+        z_spacing = max(float(image.GetSpacing()[axis]), cfg.min_slice_mm)
+        z_extent = float(box_hi[2] - box_lo[2])
+        n_z = int(np.floor(z_extent / z_spacing + 1e-6)) + 1
+        z0 = box_lo[2] + (z_extent - (n_z - 1) * z_spacing) / 2
+        centre_xy = (box_lo[:2] + box_hi[:2]) / 2
+        half = (cfg.input_size - 1) * cfg.spacing_mm / 2
+        reference = sitk.Image([cfg.input_size, cfg.input_size, n_z], sitk.sitkUInt8)
+        reference.SetSpacing((cfg.spacing_mm, cfg.spacing_mm, z_spacing))
+        reference.SetOrigin((float(centre_xy[0] - half), float(centre_xy[1] - half), float(z0)))
+        reference.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
+        return cls(reference=reference, stats=stats, cfg=cfg)
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """Model-grid spacing in array order (slice, row, column), mm."""
+        sx, sy, sz = self.reference.GetSpacing()
+        return float(sz), float(sy), float(sx)
+
+    @property
+    def n_slices(self) -> int:
+        return self.reference.GetSize()[2]
+
+    @property
+    def slice_positions_mm(self) -> np.ndarray:
+        """Superior coordinate (LPS z = RAS S) of each model slice."""
+        z0, dz = self.reference.GetOrigin()[2], self.reference.GetSpacing()[2]
+        return z0 + dz * np.arange(self.n_slices)
+
+    def image_to_grid(self, image: sitk.Image) -> np.ndarray:
+        """Normalised float32 volume [z, y, x] on the model grid (0 outside the input: the fill is the
+        raw value that normalises to 0, so air outside a CT is not read as 0 HU, water)."""
+        resampled = sitk.Resample(image, self.reference, sitk.Transform(), sitk.sitkLinear, self.stats.offset, sitk.sitkFloat32)
+        return normalise(sitk.GetArrayViewFromImage(resampled), self.stats, self.cfg)
+
+    def mask_to_grid(self, mask: sitk.Image) -> np.ndarray:
+        """A label mask on the model grid (linear interpolation of the mask, threshold 0.5)."""
+        as_float = sitk.Cast(mask > 0, sitk.sitkFloat32)
+        resampled = sitk.Resample(as_float, self.reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        return (sitk.GetArrayViewFromImage(resampled) >= 0.5).astype(np.uint8)
+
+    def grid_to_image(self, values: np.ndarray, image: sitk.Image) -> sitk.Image:
+        """Model-grid values [z, y, x] resampled onto ``image``'s own grid (float32, 0 outside)."""
+        grid_image = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
+        grid_image.CopyInformation(self.reference)
+        return sitk.Resample(grid_image, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+    def tissue_slices(self, volume: np.ndarray) -> np.ndarray:
+        """Indices of the model slices that hold enough tissue to be worth predicting."""
+        share = (volume > self.cfg.tissue_threshold).mean(axis=(1, 2))
+        return np.flatnonzero(share >= self.cfg.min_tissue_fraction)
+
+
+def stack_context(volume: np.ndarray, z_indices: np.ndarray, context: int) -> np.ndarray:
+    """[B, 2*context+1, y, x] channels of each slice and its neighbours (edges repeat the last slice)."""
+    offsets = np.arange(-context, context + 1)
+    index = np.clip(np.asarray(z_indices)[:, None] + offsets[None, :], 0, volume.shape[0] - 1)
+    return volume[index]

@@ -1,0 +1,342 @@
+"""MRML nodes <-> SimpleITK images: the one core module that imports ``slicer``.
+
+It uses only Slicer's MRML classes (no ``slicer.app``, ``slicer.util``, qt or ctk), so the
+``slicer-core`` wheel runs it, and its tests, outside the application. Geometry is taken from
+the node's IJK-to-RAS matrix and converted to ITK's LPS, so oblique volumes round-trip
+exactly. Coordinates are in the node's own (local) RAS frame; a parent transform is carried
+over to the output node rather than resampled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError, OutputError
+from ..io import terminology
+from ..io.imageio import validate_image
+
+_LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
+
+#: Node attribute holding a digest of the GTV labelmap as this module last wrote it, so that a
+#: later run can tell whether the user has edited the segment since.
+DIGEST_ATTRIBUTE = "MTSASegmenter.GTVDigest"
+#: Node attribute holding the JSON report of the last prediction (for the panel after reload).
+REPORT_ATTRIBUTE = "MTSASegmenter.Report"
+
+
+def _slicer():
+    import slicer  # lazy: only the Slicer module and the bridge tests need it
+
+    if not hasattr(slicer, "vtkMRMLScene"):
+        raise ImportError("the imported 'slicer' is not Slicer's MRML (install slicer-core, not the 'slicer' package)")
+    _ensure_converter_rules(slicer)
+    return slicer
+
+
+def _ensure_converter_rules(slicer) -> None:
+    """Register the labelmap <-> surface rules the Segmentations module registers in the app.
+
+    Outside the application (slicer-core alone) no rule is registered, and a segmentation then
+    cannot even construct an empty binary-labelmap representation.
+    """
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    rules = factory.GetConverterRules()
+    if rules is not None and len(rules) > 0:
+        return
+    factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
+    factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
+
+
+def _matrix_to_numpy(matrix) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=float)
+
+
+def _numpy_to_matrix(array: np.ndarray):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def _ijk_to_ras_of_image(image: sitk.Image) -> np.ndarray:
+    """4x4 IJK-to-RAS matrix of a 3D SimpleITK image (LPS -> RAS)."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :3] = _LPS_FROM_RAS @ direction @ np.diag(image.GetSpacing())
+    ijk_to_ras[:3, 3] = _LPS_FROM_RAS @ np.array(image.GetOrigin(), dtype=float)
+    return ijk_to_ras
+
+
+def volume_node_to_image(volume_node) -> sitk.Image:
+    """The node's voxels as a SimpleITK image (LPS) with the exact geometry of its IJK-to-RAS matrix."""
+    _slicer()
+    from vtk.util import numpy_support
+
+    name = volume_node.GetName() if volume_node is not None else "None"
+    if volume_node is None or not volume_node.IsA("vtkMRMLScalarVolumeNode"):
+        raise InputError(f"{name}: not a scalar volume node")
+    image_data = volume_node.GetImageData()
+    if image_data is None or image_data.GetPointData().GetScalars() is None:
+        raise InputError(f"{name}: the volume node holds no voxels")
+    if image_data.GetNumberOfScalarComponents() != 1:
+        raise InputError(f"{name}: {image_data.GetNumberOfScalarComponents()} components per voxel; a grey-scale volume is needed")
+    dims = image_data.GetDimensions()  # x, y, z
+    array = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars()).reshape(dims[::-1]).copy()
+    import vtk
+
+    vtk_matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(vtk_matrix)
+    m = _matrix_to_numpy(vtk_matrix)
+    axes = _LPS_FROM_RAS @ m[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    if np.any(spacing <= 0):
+        raise InputError(f"{name}: degenerate IJK-to-RAS matrix (zero spacing)")
+    direction = axes / spacing
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
+        raise InputError(f"{name}: IJK-to-RAS matrix is sheared; only rigid orientations are supported")
+
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetDirection(tuple(float(d) for d in direction.ravel()))
+    image.SetOrigin(tuple(float(o) for o in _LPS_FROM_RAS @ m[:3, 3]))
+    validate_image(image, name)  # the same refusals as a file given to mtsa predict
+    return image
+
+
+def _oriented_labelmap(mask: sitk.Image):
+    """A 0/1 vtkOrientedImageData with the mask's voxels and geometry (image-to-world in RAS)."""
+    slicer = _slicer()
+    from vtk.util import numpy_support
+
+    if mask.GetDimension() != 3 or mask.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("mask: a 3D single-component image is needed")
+    array = np.ascontiguousarray((sitk.GetArrayViewFromImage(mask) > 0).astype(np.uint8))
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetDimensions(*reversed(array.shape))
+    labelmap.SetImageToWorldMatrix(_numpy_to_matrix(_ijk_to_ras_of_image(mask)))
+    scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True, array_type=numpy_support.get_vtk_array_type(np.uint8))
+    labelmap.GetPointData().SetScalars(scalars)
+    return labelmap
+
+
+def _segment_id(segmentation_node, name: str) -> str | None:
+    segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    return segment_id or None
+
+
+def segment_digest(segmentation_node, name: str = terminology.GTV.name) -> str | None:
+    """SHA-1 of the named segment's binary labelmap (geometry included); None without it."""
+    slicer = _slicer()
+    import vtk
+    from vtk.util import numpy_support
+
+    segment_id = _segment_id(segmentation_node, name)
+    if segment_id is None:
+        return None
+    labelmap = slicer.vtkOrientedImageData()
+    slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, labelmap)
+    scalars = labelmap.GetPointData().GetScalars()
+    digest = hashlib.sha1()
+    matrix = vtk.vtkMatrix4x4()
+    labelmap.GetImageToWorldMatrix(matrix)
+    digest.update(np.round(_matrix_to_numpy(matrix), 6).tobytes())
+    digest.update(np.asarray(labelmap.GetExtent(), dtype=np.int64).tobytes())
+    if scalars is not None:
+        digest.update((numpy_support.vtk_to_numpy(scalars) > 0).tobytes())
+    return digest.hexdigest()
+
+
+def segmentation_was_edited(segmentation_node) -> bool:
+    """True when the node holds segments this module did not write, or a GTV edited since it did.
+
+    The widget asks before overwriting such a node: a contour a clinician corrected is work.
+    """
+    if segmentation_node is None or segmentation_node.GetSegmentation().GetNumberOfSegments() == 0:
+        return False
+    written = segmentation_node.GetAttribute(DIGEST_ATTRIBUTE)
+    if not written:
+        return True
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetNumberOfSegments() != 1:
+        return True
+    return segment_digest(segmentation_node, segmentation.GetNthSegment(0).GetName()) != written
+
+
+def mask_to_segmentation_node(
+    mask: sitk.Image,
+    scene,
+    reference_volume_node=None,
+    segmentation_node=None,
+    name: str = "GTV segmentation",
+    segment: terminology.SegmentTerminology = terminology.GTV,
+):
+    """Create (or update in place) the segmentation node whose segment (``GTV`` for MTSA-Net) is ``mask > 0``.
+
+    The segment carries the name, DICOM terminology and colour of ``segment``; the node's
+    reference geometry is the input volume, so Slicer edits it on the input's own grid.
+    """
+    slicer = _slicer()
+    if segmentation_node is None:
+        segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        segmentation_node.CreateDefaultDisplayNodes()
+    if reference_volume_node is not None:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+        transform_id = reference_volume_node.GetTransformNodeID()
+        segmentation_node.SetAndObserveTransformNodeID(transform_id)
+
+    labelmap = _oriented_labelmap(mask)
+    segmentation = segmentation_node.GetSegmentation()
+    segment_id = _segment_id(segmentation_node, segment.name)
+    if segment_id is None:
+        segment_id = segmentation.AddEmptySegment("", segment.name, list(segment.color))
+    item = segmentation.GetSegment(segment_id)
+    item.SetName(segment.name)
+    item.SetColor(*segment.color)
+    item.SetNameAutoGenerated(False)  # else Slicer may rename/recolour it from the terminology
+    item.SetColorAutoGenerated(False)
+    item.SetTag(item.GetTerminologyEntryTagName(), segment.entry())
+    ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        labelmap, segmentation_node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
+    )
+    if not ok:
+        raise OutputError(f"{segmentation_node.GetName()}: could not write the {segment.name} labelmap into the segmentation")
+    segmentation_node.SetAttribute(DIGEST_ATTRIBUTE, segment_digest(segmentation_node, segment.name) or "")
+    return segmentation_node
+
+
+def place_beside(scene, node, reference_node) -> None:
+    """Put ``node`` in the same subject-hierarchy folder (patient/study) as ``reference_node``."""
+    slicer = _slicer()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if sh is None or reference_node is None:
+        return
+    ref_item = sh.GetItemByDataNode(reference_node)
+    if not ref_item:
+        return
+    parent = sh.GetItemParent(ref_item)
+    item = sh.GetItemByDataNode(node)
+    if item:
+        sh.SetItemParent(item, parent)
+    else:  # outside the application no plugin logic has made an item for the new node yet
+        sh.CreateItem(parent, node)
+
+
+def write_segmentation_node(segmentation_node, path: str | Path) -> Path:
+    """Write the node as a ``.seg.nrrd`` with Slicer's own writer (full reference extent, not cropped)."""
+    slicer = _slicer()
+    path = Path(path)
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetCropToMinimumExtent(False)
+    if not storage.WriteData(segmentation_node):
+        raise OutputError(f"{path}: could not write the segmentation")
+    return path
+
+
+def jump_slices_to(scene, ras: tuple[float, float, float], reference_node=None) -> None:
+    """Centre every slice view on a point given in ``reference_node``'s local RAS (e.g. a lesion centroid)."""
+    slicer = _slicer()
+    point = [float(v) for v in ras]
+    transform = reference_node.GetParentTransformNode() if reference_node is not None else None
+    if transform is not None:
+        import vtk
+
+        to_world = vtk.vtkGeneralTransform()
+        transform.GetTransformToWorld(to_world)
+        point = list(to_world.TransformPoint(point))
+    slicer.vtkMRMLSliceNode.JumpAllSlices(scene, *point, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+
+
+def egfr_plot_chart_node(scene, xs: list[float], ys: list[float], threshold: float | None, chart_node=None,
+                         title: str = "EGFR mutant probability per slice", probability: bool = True):
+    """A plot chart of a head's per-slice values (EGFR by default) and its decision threshold
+    (none for a regression head), reused across runs; the title follows the model's first head."""
+    slicer = _slicer()
+    import vtk
+
+    table_node = None
+    if chart_node is None:
+        chart_node = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "EGFR per slice")
+        chart_node.SetXAxisTitle("slice")
+    else:
+        series = chart_node.GetNthPlotSeriesNode(0)
+        table_node = series.GetTableNode() if series is not None else None
+    if table_node is None:
+        table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", "EGFR per slice table")
+        columns = [("slice", vtk.vtkDoubleArray), ("probability", vtk.vtkDoubleArray), ("threshold", vtk.vtkDoubleArray)]
+        for column_name, cls in columns:
+            column = cls()
+            column.SetName(column_name)
+            table_node.AddColumn(column)
+        for column_name, color in (("probability", (0.2, 0.45, 0.85)), ("threshold", (0.6, 0.6, 0.6))):
+            series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", column_name)
+            series.SetAndObserveTableNodeID(table_node.GetID())
+            series.SetXColumnName("slice")
+            series.SetYColumnName(column_name)
+            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+            series.SetColor(*color)
+            if column_name == "threshold":
+                series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+                series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleDash)
+            chart_node.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart_node.SetTitle(title)
+    chart_node.SetYAxisTitle("probability" if probability else "value")
+    chart_node.SetYAxisRange(0.0, 1.0)
+    chart_node.SetYAxisRangeAuto(not probability)
+    table = table_node.GetTable()
+    table.SetNumberOfRows(len(xs))
+    for row, (x, y) in enumerate(zip(xs, ys)):
+        table.SetValue(row, 0, float(x))
+        table.SetValue(row, 1, float(y))
+        table.SetValue(row, 2, float("nan") if threshold is None else float(threshold))
+    table.Modified()
+    table_node.Modified()
+    return chart_node
+
+
+def segment_volume_node(
+    volume_node,
+    model: Any,
+    *,
+    segmentation_node=None,
+    device: str = "auto",
+    progress: Callable[[float, str], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    predict: Callable[..., Any] | None = None,
+):
+    """Predict one volume node into a segmentation node; returns ``(segmentation_node, report)``.
+
+    This is the whole of the Slicer module's logic, kept here so that it runs (and is tested)
+    against real MRML without the application. ``predict`` defaults to
+    ``pipeline.predict_volume``; tests inject a stand-in (dependency injection as in SlicerNNUnet).
+    Nothing is added to the scene when prediction fails or is cancelled.
+    """
+    import json
+
+    if predict is None:
+        from ..inference.pipeline import predict_volume as predict
+    scene = volume_node.GetScene()
+    if scene is None:
+        raise InputError(f"{volume_node.GetName()}: the volume node is not in a scene")
+    image = volume_node_to_image(volume_node)
+    prediction = predict(
+        image, model, device=device, progress=progress, should_cancel=should_cancel, case=volume_node.GetName()
+    )
+    report = dict(prediction.report)
+    report.setdefault("case", volume_node.GetName())
+    segment = prediction.segment
+    node = mask_to_segmentation_node(
+        prediction.mask, scene, reference_volume_node=volume_node, segmentation_node=segmentation_node,
+        name=f"{volume_node.GetName()} {segment.name}", segment=segment,
+    )
+    node.SetAttribute(REPORT_ATTRIBUTE, json.dumps(report, default=str))
+    place_beside(scene, node, volume_node)
+    return node, report

@@ -1,0 +1,73 @@
+"""Prediction over slices: batches, progress, cancel, tissue skipping, bounded memory, devices."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from helpers import BrightnessNet
+from MTSASegmenterLib.errors import Cancelled, MTSAError
+from MTSASegmenterLib.inference.predictor import (
+    available_devices,
+    predict_slices,
+    select_device,
+)
+
+
+def volume(n_slices: int, size: int = 32) -> np.ndarray:
+    v = np.zeros((n_slices, size, size), np.float32)
+    v[:, 4:28, 4:28] = 1.0
+    v[:, 12:16, 12:16] = 3.0
+    return v
+
+
+def test_batches_progress_and_outputs():
+    net = BrightnessNet()
+    seen = []
+    out = predict_slices(net, volume(10), np.arange(10), 1, torch.device("cpu"), 4, lambda f, m: seen.append(f))
+    assert net.calls == 3 and seen == sorted(seen) and seen[-1] == 1.0
+    assert out.gtv_probability.shape == (10, 32, 32)
+    assert (out.gtv_probability[:, 13, 13] > 0.99).all() and (out.gtv_probability[:, 6, 6] < 0.01).all()
+    assert sorted(out.class_logits) == list(range(10))
+    lesion_area = (volume(10)[0] > 1.8).mean()  # the stand-in's mutant logit is 50 * area - 0.5
+    assert all(np.allclose(v, [0.0, 50 * lesion_area - 0.5], atol=1e-5) for v in out.class_logits.values())
+
+
+def test_only_listed_slices_are_predicted():
+    net = BrightnessNet()
+    out = predict_slices(net, volume(10), np.array([2, 5]), 1, torch.device("cpu"), 8)
+    assert net.slices_seen == 2 and sorted(out.class_logits) == [2, 5]
+    assert out.gtv_probability[0].max() == 0.0
+
+
+def test_cancel_stops_between_batches():
+    net = BrightnessNet()
+    calls = iter([False, True])
+    with pytest.raises(Cancelled):
+        predict_slices(net, volume(10), np.arange(10), 1, torch.device("cpu"), 2, should_cancel=lambda: next(calls))
+    assert net.calls == 1
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_slices():
+    """Beyond the volume and its probability map, the working set is one batch, whatever the slice count."""
+    extra = []
+    for n in (20, 160):
+        v = volume(n, 64)
+        tracemalloc.start()
+        predict_slices(BrightnessNet(), v, np.arange(n), 1, torch.device("cpu"), 4)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        extra.append(peak - v.nbytes)  # the output map is as large as the volume
+    assert extra[1] - extra[0] < 0.5 * (volume(160, 64).nbytes - volume(20, 64).nbytes) + 2e6, extra
+
+
+def test_devices():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in available_devices()
+    if "cuda" not in available_devices():
+        with pytest.raises(MTSAError, match="cuda.*not available"):
+            select_device("cuda")
+    with pytest.raises(MTSAError, match="unknown"):
+        select_device("tpu")

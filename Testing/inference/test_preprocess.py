@@ -1,0 +1,156 @@
+"""Geometry: the model grid is physical, so storage order never changes the answer, and the inverse is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers import BrightnessNet, lesion_volume
+from MTSASegmenterLib.config import (
+    DEFAULT_TASKS,
+    ModelInfo,
+    NetConfig,
+    PreprocessConfig,
+)
+from MTSASegmenterLib.inference.pipeline import predict_volume
+from MTSASegmenterLib.inference.preprocess import (
+    IntensityStats,
+    ModelGrid,
+    normalise,
+    stack_context,
+)
+from MTSASegmenterLib.metrics import dice
+from MTSASegmenterLib.model.checkpoint import LoadedModel
+
+PREP = PreprocessConfig(spacing_mm=1.0, input_size=128, min_slice_mm=1.0)
+
+
+def brightness_model() -> LoadedModel:
+    return LoadedModel(
+        net=BrightnessNet(), net_config=NetConfig(in_channels=3, input_size=128), preprocess=PREP,
+        tasks=list(DEFAULT_TASKS), info=ModelInfo(), sha256="", path=Path("brightness-rule"), extra={},
+    )
+
+
+def rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    a = np.radians(degrees)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
+def storage_variants(image: sitk.Image) -> dict[str, sitk.Image]:
+    """The same physical volume stored in other orientations and axis orders (voxels unchanged)."""
+    return {
+        "axial LPS": image,
+        "sagittal order": sitk.PermuteAxes(image, [2, 0, 1]),
+        "coronal order": sitk.PermuteAxes(image, [0, 2, 1]),
+        "flipped RAS-like": sitk.Flip(image, [True, True, False]),
+        "permuted and flipped": sitk.Flip(sitk.PermuteAxes(image, [1, 2, 0]), [False, True, True]),
+    }
+
+
+def oblique(image: sitk.Image, degrees: float = 15.0) -> sitk.Image:
+    """Resampled onto a grid tilted about an oblique axis, as an oblique acquisition would be."""
+    ref = sitk.Image([80, 80, 48], sitk.sitkFloat32)
+    direction = rotation(np.array([1.0, 0.5, 0.2]), degrees)
+    ref.SetDirection(direction.ravel().tolist())
+    ref.SetSpacing((1.3, 1.3, 2.2))
+    centre = np.array(image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in image.GetSize()]))
+    half = direction @ (np.array([79, 79, 47]) * np.array(ref.GetSpacing()) / 2)
+    ref.SetOrigin((centre - half).tolist())
+    return sitk.Resample(image, ref, sitk.Transform(), sitk.sitkLinear, 0.0)
+
+
+def on_grid(mask: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+
+
+def test_storage_order_and_orientation_do_not_change_the_mask(tmp_path):
+    image, truth = lesion_volume()
+    model = brightness_model()
+    reference = predict_volume(image, model).mask
+    assert dice(on_grid(reference, image), sitk.GetArrayFromImage(truth)) >= 0.9
+    for name, variant in storage_variants(image).items():
+        # through the files as well: NIfTI stores RAS, NRRD stores LPS
+        for suffix in (".nii.gz", ".nrrd"):
+            path = tmp_path / f"v{suffix}"
+            sitk.WriteImage(variant, str(path))
+            mask = predict_volume(sitk.ReadImage(str(path)), model).mask
+            assert mask.GetSize() == variant.GetSize(), name
+            score = dice(on_grid(mask, image), on_grid(reference, image))
+            assert score >= 0.98, f"{name} {suffix}: Dice {score:.3f}"
+
+
+def test_oblique_acquisition_agrees_in_physical_space():
+    image, truth = lesion_volume()
+    tilted = oblique(image)
+    mask = predict_volume(tilted, brightness_model()).mask
+    assert np.allclose(mask.GetDirection(), tilted.GetDirection())
+    score = dice(on_grid(mask, image), sitk.GetArrayFromImage(truth))
+    assert score >= 0.85, f"oblique Dice with the truth {score:.3f}"
+
+
+def test_mask_round_trip_through_the_model_grid_is_exact_on_matching_grids():
+    image, truth = lesion_volume(spacing=(1.0, 1.0, 2.0))
+    grid = ModelGrid.for_image(image, PreprocessConfig(spacing_mm=1.0, input_size=128, min_slice_mm=1.0))
+    assert grid.reference.GetSpacing()[2] == 2.0  # an axial scan keeps its own slices
+    back = grid.grid_to_image(grid.mask_to_grid(truth).astype(np.float32), image) >= 0.5
+    assert dice(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(truth)) == 1.0
+
+
+def test_grid_is_centred_on_tissue_and_keeps_the_physical_slice_positions():
+    image, _ = lesion_volume(spacing=(1.0, 1.0, 2.0))
+    grid = ModelGrid.for_image(image, PREP)
+    z_native = {round(image.TransformIndexToPhysicalPoint((0, 0, k))[2], 6) for k in range(image.GetSize()[2])}
+    assert {round(z, 6) for z in grid.slice_positions_mm} <= z_native
+    centre = grid.reference.TransformContinuousIndexToPhysicalPoint([63.5, 63.5, 0])
+    assert abs(centre[0]) < 1.0 and abs(centre[1]) < 1.0
+
+
+def test_normalisation_does_not_depend_on_the_scanner_scale():
+    image, _ = lesion_volume(scale=1.0)
+    scaled = sitk.Cast(image * 3000.0, sitk.sitkInt16)
+    a = ModelGrid.for_image(image, PREP).image_to_grid(image)
+    b = ModelGrid.for_image(scaled, PREP).image_to_grid(scaled)
+    assert np.abs(a - b).max() < 0.01
+
+
+def test_thick_slices_set_the_slice_spacing_and_thin_ones_are_capped():
+    image, _ = lesion_volume(spacing=(0.9, 0.9, 6.5), size=(96, 110, 14))
+    assert ModelGrid.for_image(image, PREP).reference.GetSpacing()[2] == pytest.approx(6.5)
+    thin, _ = lesion_volume(spacing=(0.5, 0.5, 0.5), size=(80, 80, 80))
+    assert ModelGrid.for_image(thin, PREP).reference.GetSpacing()[2] == pytest.approx(1.0)
+
+
+def test_normalise_clips_and_stack_context_repeats_edges():
+    values = normalise(np.array([-5.0, 0.0, 100.0, 1e6]), IntensityStats(scale=100.0), PREP)
+    assert values.tolist() == [0.0, 0.0, 1.0, PREP.clip_max]
+    volume = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 2), np.float32)
+    stack = stack_context(volume, np.array([0, 3]), 1)
+    assert stack.shape == (2, 3, 2, 2)
+    assert stack[0, :, 0, 0].tolist() == [0, 0, 1] and stack[1, :, 0, 0].tolist() == [2, 3, 3]
+
+
+def test_ct_window_and_percentile_normalisations():
+    """CT: Hounsfield units through a fixed window, air outside the body box; MR by percentiles:
+    the same anatomy at another scale normalises the same."""
+    image, _ = lesion_volume(scale=1.0)
+    hu = sitk.GetArrayFromImage(image)
+    hu = np.where(hu > 0, 50.0 + 100.0 * (hu - 1.0), -1000.0).astype(np.float32)  # liver-like tissue, air around
+    ct = sitk.GetImageFromArray(hu)
+    ct.CopyInformation(image)
+    cfg = PreprocessConfig(spacing_mm=2.0, input_size=64, normalisation="ct_window", window=(-100.0, 250.0), clip_max=1.0)
+    grid = ModelGrid.for_image(ct, cfg)
+    assert (grid.stats.offset, grid.stats.scale) == (-100.0, 350.0)
+    volume = grid.image_to_grid(ct)
+    assert volume.max() <= 1.0 and np.median(volume[volume > 0.2]) == pytest.approx(150 / 350, abs=0.02)
+    mr = PreprocessConfig(spacing_mm=2.0, input_size=64, normalisation="percentile", percentiles=(1.0, 99.0))
+    a = ModelGrid.for_image(image, mr)
+    shifted = sitk.Cast(image * 7.0, sitk.sitkFloat32)
+    b = ModelGrid.for_image(shifted, mr)
+    np.testing.assert_allclose(a.image_to_grid(image), b.image_to_grid(shifted), atol=1e-3)
+    with pytest.raises(ValueError, match="normalisation"):
+        PreprocessConfig(normalisation="zscore")

@@ -1,0 +1,118 @@
+"""``mtsa evaluate``: output files and columns, metric plumbing on an exact case, case selection, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from helpers import ClassOnlyNet, stand_in, write_exact_cohort, write_tiny_cohort
+from MTSASegmenterLib.config import (
+    DEFAULT_TASKS,
+)
+from MTSASegmenterLib.model.checkpoint import load_checkpoint
+
+from training.data.cohort import read_cohort
+from training.evaluation.evaluate import (
+    CSV_COLUMNS,
+    TABLE_COLUMNS,
+    CaseSelection,
+    EvalSettings,
+    evaluate_model,
+    main,
+    segmentation_scores,
+    select_cases,
+)
+
+FAST = EvalSettings(device="cpu", n_boot=50, synthetic=False, progress_bar=False)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_segmentation_scores_of_a_perfect_prediction() -> None:
+    truth = np.zeros((6, 20, 20), bool)
+    truth[1:4, 3:9, 3:9] = True
+    truth[4, 15:18, 15:18] = True  # a 3-voxel-wide lesion: under 5 mm at 1 mm, not evaluated
+    s = segmentation_scores(truth, truth, (2.0, 1.0, 1.0), truth, truth, (2.0, 1.0, 1.0))
+    assert (s.dice, s.hd95_mm, s.precision, s.recall, s.volume_dice) == (1.0, 0.0, 1.0, 1.0, 1.0)
+    assert (s.lesion_sensitivity, s.truth_lesions_evaluated, s.false_positive_lesions, s.tumour_slices) == (1.0, 1, 0, 4)
+    # prediction outside the tumour slices is ignored by the slice metrics, not by the volume ones
+    pred = truth.copy()
+    pred[0, 10:13, 10:13] = True
+    s = segmentation_scores(pred, truth, (2.0, 1.0, 1.0), pred, truth, (2.0, 1.0, 1.0))
+    assert s.dice == 1.0 and s.volume_dice < 1.0 and s.false_positive_lesions == 1
+
+
+def test_prediction_equal_to_truth_scores_perfectly_end_to_end(tmp_path: Path) -> None:
+    cohort = write_exact_cohort(tmp_path / "exact")
+    selection = CaseSelection(tuple(read_cohort(cohort)), "all", False, False)
+    summary = evaluate_model(stand_in(), selection, tmp_path / "eval", FAST)
+    gtv = summary["gtv"]
+    for key in ("dice", "precision", "recall", "volume_dice", "lesion_sensitivity"):
+        assert gtv[key]["value"] == 1.0, key
+    assert gtv["hd95_mm"]["value"] == 0.0 and gtv["false_positive_lesions_per_patient"]["value"] == 0.0
+    assert gtv["lesion_sensitivity"]["denominator"] == 4
+    assert summary["egfr"]["patients"] == 2 and summary["egfr"]["indeterminate"] == 0
+    assert summary["best_possible_accuracy"] is None and "statement" not in summary
+
+
+def test_classification_only_model_gets_a_call_and_no_gtv_columns(tmp_path: Path) -> None:
+    cohort = write_exact_cohort(tmp_path / "exact")
+    selection = CaseSelection(tuple(read_cohort(cohort)), "all", False, False)
+    model = stand_in(ClassOnlyNet(), tasks=[t for t in DEFAULT_TASKS if t.kind == "binary"])
+    summary = evaluate_model(model, selection, tmp_path / "eval", FAST)
+    assert summary["gtv"] is None and summary["egfr"]["indeterminate"] == 0
+    rows = read_csv(tmp_path / "eval" / "per_patient.csv")
+    assert all(r["egfr_call"] in ("mutant", "wild-type") and "dice" not in r for r in rows)
+    md = (tmp_path / "eval" / "table3.md").read_text()
+    assert "| brightness rule | — | — |" in md
+    assert (tmp_path / "eval" / "patients" / "e0_slices.png").stat().st_size > 0
+
+
+def test_cli_writes_every_output_with_the_table_columns(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    cohort, model = trained
+    out = tmp_path / "eval"
+    assert main(["--data", str(cohort), "--model", str(model), "--out", str(out), "--device", "cpu", "--n-boot", "50"]) == 0
+    assert "EGFR accuracy" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    test_ids = load_checkpoint(model).info.training["split"]["test"]["case_ids"]
+    assert metrics["data"]["case_ids"] == test_ids and not metrics["data"]["includes_training_cases"]
+    assert metrics["synthetic_cohort"] and 0.85 < metrics["best_possible_accuracy"] < 0.97
+    assert "not clinical validation" in metrics["statement"]
+    assert {"accuracy", "precision", "recall", "f1", "auc", "indeterminate"} <= set(metrics["egfr"])
+    assert {"dice", "hd95_mm", "precision", "recall", "volume_dice", "lesion_sensitivity", "false_positive_lesions_per_patient"} <= set(metrics["gtv"])
+    table = read_csv(out / "table3.csv")
+    assert tuple(table[0]) == CSV_COLUMNS and len(table) == 1
+    header = (out / "table3.md").read_text().splitlines()[2]
+    assert header == "| " + " | ".join(TABLE_COLUMNS) + " |"
+    rows = read_csv(out / "per_patient.csv")
+    assert [r["case"] for r in rows] == test_ids
+    assert {"egfr_true", "egfr_call", "egfr_probability", "dice", "hd95_mm", "volume_dice", "lesion_sensitivity",
+            "false_positive_lesions"} <= set(rows[0])
+    assert (out / "calibration.png").stat().st_size > 0
+    for case in test_ids:
+        assert (out / "patients" / f"{case}_overlay.png").stat().st_size > 0
+        assert (out / "patients" / f"{case}_slices.png").stat().st_size > 0
+
+
+def test_case_selection(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    cohort, model_path = trained
+    model = load_checkpoint(model_path)
+    assert len(select_cases(cohort, model, "test").cases) == 1
+    everything = select_cases(cohort, model, "all")
+    assert len(everything.cases) == 5 and everything.includes_training_cases
+    other = write_tiny_cohort(tmp_path / "other", n=3, seed=7)  # another cohort: every case is held out
+    external = select_cases(other, model, "test")
+    assert len(external.cases) == 3 and not external.training_cohort
+
+
+def test_bad_input_is_one_error_line(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    cohort, model = trained
+    assert main(["--data", str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path / "o")]) == 1
+    assert main(["--data", str(cohort), "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("error: ") for e in errors)

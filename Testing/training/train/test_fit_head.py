@@ -1,0 +1,264 @@
+"""Patient-level EGFR model: lesion features measured on known lesions, the logistic fit against
+scikit-learn, the checkpoint round trip, and ``mtsa fit-head`` end to end."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from helpers import stand_in, write_exact_cohort
+from MTSASegmenterLib.config import DEFAULT_TASKS, TaskSpec
+from MTSASegmenterLib.errors import CheckpointError
+from MTSASegmenterLib.inference.pipeline import predict_volume
+from MTSASegmenterLib.io.imageio import read_image
+from MTSASegmenterLib.model.checkpoint import load_checkpoint
+from MTSASegmenterLib.postprocess.aggregation import aggregate_lesion_logistic
+from MTSASegmenterLib.postprocess.component_filter import (
+    COMPONENT_FEATURES,
+    component_features,
+    drop_unlikely_components,
+)
+from MTSASegmenterLib.postprocess.lesion_features import (
+    PATIENT_FEATURES,
+    LesionFeatures,
+    measure_lesions,
+    patient_features,
+)
+from MTSASegmenterLib.postprocess.lesions import drop_weak_components
+from MTSASegmenterLib.postprocess.patient_model import LogisticModel, fit_logistic
+
+from training.data.cohort import read_cohort
+from training.train import fit_head as patient_head
+from training.train.fit_head import (
+    SLICE_FEATURE,
+    Measured,
+    choose_filter,
+    components_of,
+    fit_head,
+    fitting_cases,
+    main,
+)
+
+FEATURES = (*PATIENT_FEATURES, SLICE_FEATURE)
+
+SPACING = (2.0, 1.0, 1.0)
+
+
+def _ball(shape, centre, radius_mm, spacing=SPACING) -> np.ndarray:
+    grids = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing)), indexing="ij")
+    return sum((g - c * s) ** 2 for g, c, s in zip(grids, centre, spacing)) <= radius_mm**2
+
+
+def _lesion(necrotic: bool, oedema: bool, texture: float, radius_mm: float = 9.0) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised volume (tissue 1.0) with one lesion of enhancement 1.8, and its GTV."""
+    rng = np.random.default_rng(0)
+    shape, centre = (40, 80, 80), (20, 40, 40)
+    gtv = _ball(shape, centre, radius_mm)
+    volume = np.ones(shape, np.float32)
+    if oedema:
+        volume[_ball(shape, centre, radius_mm * 1.8) & ~gtv] = 0.8
+    volume[gtv] = 1.8 * (1.0 + texture * rng.standard_normal(int(gtv.sum())))
+    if necrotic:
+        volume[_ball(shape, centre, radius_mm - 3.0)] = 0.5
+    return volume, gtv
+
+
+def test_features_of_known_lesions() -> None:
+    solid = measure_lesions(*_lesion(False, False, 0.10), SPACING)
+    assert len(solid) == 1
+    les = solid[0]
+    assert abs(les.diameter_mm - 18.0) < 1.0 and not les.necrotic
+    assert 0.08 < les.texture < 0.12 and abs(les.oedema) < 0.02
+    necrotic = measure_lesions(*_lesion(True, True, 0.05), SPACING)[0]
+    assert necrotic.necrotic and necrotic.oedema > 0.1
+
+
+def test_small_components_are_not_lesions_and_sums_grow_with_count() -> None:
+    volume, gtv = _lesion(False, False, 0.1)
+    gtv = gtv.copy()
+    gtv[2, 2, 2] = True  # one voxel: 0.002 mL
+    assert len(measure_lesions(volume, gtv, SPACING)) == 1
+    one = LesionFeatures(12.0, 0.0, 0.1, 0.1)
+    f1, f2 = patient_features([one]), patient_features([one, one])
+    assert f2["lesion_count"] == 2 and f2["oedema_sum"] == 2 * f1["oedema_sum"] and f2["texture_max"] == f1["texture_max"]
+    assert patient_features([])["lesion_count"] == 0
+
+
+def test_logistic_fit_equals_scikit_learn() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3)) * [1.0, 5.0, 0.1] + [0.0, 10.0, 1.0]
+    y = (x[:, 0] + 0.2 * x[:, 1] + rng.normal(size=200) > 2.0).astype(int)
+    ours = fit_logistic(x, y, ("a", "b", "c"), l2=2.0)
+    z = (x - x.mean(0)) / x.std(0)
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10000).fit(z, y)  # C = 1 / l2
+    np.testing.assert_allclose(ours.coef, ref.coef_[0], atol=1e-5)
+    assert abs(ours.intercept - ref.intercept_[0]) < 1e-5
+    p = ours.probability(dict(zip("abc", x[0])))
+    assert abs(p - ref.predict_proba(z[:1])[0, 1]) < 1e-6
+
+
+def test_logistic_model_round_trip_and_bad_data() -> None:
+    model = LogisticModel(("a", "b"), (0.0, 1.0), (1.0, 2.0), (0.5, -1.0), 0.1)
+    assert LogisticModel.from_dict(model.to_dict()) == model
+    with pytest.raises(CheckpointError):
+        LogisticModel.from_dict({**model.to_dict(), "coef": [1.0]})
+    with pytest.raises(CheckpointError):
+        LogisticModel.from_dict({**model.to_dict(), "kind": "forest"})
+    with pytest.raises(ValueError, match="b"):
+        model.probability({"a": 1.0})
+
+
+def test_lesion_head_reports_its_evidence_and_is_indeterminate_without_gtv() -> None:
+    model = LogisticModel(FEATURES, tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES),
+                          tuple(1.0 if f == "lesion_count" else 0.0 for f in FEATURES), -1.5)
+    lesions = [LesionFeatures(12.0, 0.0, 0.1, 0.1)] * 2
+    head = aggregate_lesion_logistic({3: 50.0}, {3: 0.2}, lesions, model)
+    assert head["call"] == "mutant" and abs(head["probability"] - 1 / (1 + np.exp(-0.5))) < 1e-9
+    assert head["evidence"]["logit_contributions"]["lesion_count"] == 2.0 and len(head["evidence"]["lesions"]) == 2
+    assert aggregate_lesion_logistic({3: 0.0}, {3: 0.2}, [], model)["call"] == "indeterminate"
+
+
+def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact cohort: mutant patients get a second lesion, so the fitted head must call all of them right."""
+    cohort = write_exact_cohort(tmp_path / "exact", n=6)
+    for case in read_cohort(cohort):  # wild-type patients lose their second lesion
+        if case.egfr == 0:
+            for path in (case.image, case.mask):
+                image = sitk.ReadImage(str(path))
+                array = sitk.GetArrayFromImage(image)
+                array[:, 32:, :] = 1000 if path == case.image else 0
+                out = sitk.GetImageFromArray(array)
+                out.CopyInformation(image)
+                sitk.WriteImage(out, str(path))
+    saved = {}
+    # The rule-based stand-in has no weights to store: capture what would be written instead.
+    monkeypatch.setattr(patient_head, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks, info=info))
+    summary = fit_head(stand_in(), read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False)
+    assert summary["training_accuracy"] == 1.0 and summary["patients"] == 6
+    head = next(t for t in saved["tasks"] if t.kind == "binary")
+    assert head.aggregation == "lesion_logistic" and saved["info"].metrics["patient_head"] == summary
+    gtv = next(t for t in saved["tasks"] if t.kind == "segmentation")
+    assert (gtv.component_model, gtv.min_component_probability, summary["component_model"]) == ({}, 0.0, False)  # nothing to filter
+    rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
+    assert [float(r["lesion_count"]) for r in rows] == [2.0, 1.0] * 3
+
+
+def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preset's model (tumour + response): fit-head learns to drop the bright specks that are not
+    tumour and leaves the response head as trained."""
+    cohort = write_exact_cohort(tmp_path / "exact", n=6)
+    for i, case in enumerate(read_cohort(cohort)):  # an unmasked bright speck per patient: a false component
+        image = sitk.ReadImage(str(case.image))
+        array = sitk.GetArrayFromImage(image)
+        array[2 + i % 3, 58:60, 4 + 2 * i:6 + 2 * i] = 2500
+        out = sitk.GetImageFromArray(array)
+        out.CopyInformation(image)
+        sitk.WriteImage(out, str(case.image))
+    response = TaskSpec("Response", "binary", ("non-response", "response"), aggregation="top_area_half_mean")
+    model = stand_in(tasks=(next(t for t in DEFAULT_TASKS if t.kind == "segmentation"), response))
+    saved = {}
+    monkeypatch.setattr(patient_head, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks))
+    summary = fit_head(model, read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False)
+    assert summary["component_model"] and "patients" not in summary
+    gtv, head = saved["tasks"]
+    assert head == response
+    fitted = replace(model, tasks=saved["tasks"])
+    lesions = predict_volume(read_image(read_cohort(cohort)[0].image), fitted, device="cpu").report["gtv"]["lesions"]
+    assert len(lesions) == 2 and len(predict_volume(read_image(read_cohort(cohort)[0].image), model, device="cpu").report["gtv"]["lesions"]) == 3
+    rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
+    assert len(rows) == 6 and "egfr" not in rows[0] and float(rows[0]["lesion_count"]) == 2.0
+
+
+def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:  # noqa: F811
+    cohort, checkpoint = trained
+    model = load_checkpoint(checkpoint)
+    cases = fitting_cases(cohort, model)
+    test_ids = set(model.info.training["split"]["test"]["case_ids"])
+    assert cases and not test_ids & {c.case_id for c in cases}
+    out = tmp_path / "head.pt"
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out), "--device", "cpu"]) == 0
+    loaded = load_checkpoint(out)
+    assert loaded.task("binary").aggregation == "lesion_logistic"
+    assert LogisticModel.from_dict(loaded.task("binary").patient_model).features == PATIENT_FEATURES
+    report = predict_volume(read_image(cases[0].image), loaded, device="cpu").report
+    gtv = loaded.task("segmentation")
+    assert report["gtv"]["postprocessing"]["min_component_probability"] == gtv.min_component_probability
+    assert report["gtv"]["postprocessing"]["component_model"] == bool(gtv.component_model)
+    assert report["egfr"]["call"] == "indeterminate" or set(report["egfr"]["evidence"]["features"]) >= set(PATIENT_FEATURES)
+    payload = torch.load(out, weights_only=True)
+    assert all(torch.equal(payload["state_dict"][k], v) for k, v in model.net.state_dict().items())
+    # refuses to overwrite, and refuses a cohort the model was not trained on
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out)]) == 2
+    other = write_exact_cohort(tmp_path / "other")
+    assert main(["--model", str(checkpoint), "--data", str(other), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].startswith("error:") and "exists" in err[-2]
+    assert err[-1].startswith("error:") and "not the cohort" in err[-1]
+    assert not (tmp_path / "x.pt").exists()
+
+
+def _tube_and_blob(rng: np.random.Generator, shift: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A model-grid patient: one spherical enhancing lesion (truth) and one bright tube the
+    network also marked (a vessel), both at probability 0.9."""
+    shape = (30, 60, 60)
+    volume = np.ones(shape, np.float32) + 0.02 * rng.standard_normal(shape).astype(np.float32)
+    truth = _ball(shape, (15, 20 + shift, 20), 6.0)
+    volume[truth] = 2.0
+    vessel = np.zeros(shape, bool)
+    vessel[3:27, 45, 40 + shift // 2] = True  # 48 mm long, one voxel wide
+    volume[vessel] = 3.5
+    probability = np.where(truth | vessel, 0.9, 0.0).astype(np.float32)
+    return volume, probability, truth
+
+
+def test_component_features_tell_a_tube_from_a_ball() -> None:
+    volume, probability, truth = _tube_and_blob(np.random.default_rng(0), 0)
+    labels, features = component_features(probability, volume, SPACING)
+    assert features.shape == (2, len(COMPONENT_FEATURES))
+    row = {int(labels[truth].max()) - 1: "ball"}
+    ball, tube = (features[i] for i in sorted(range(2), key=lambda i: row.get(i) != "ball"))
+    f = dict(zip(COMPONENT_FEATURES, zip(ball, tube)))
+    assert abs(np.exp(f["log_volume_ml"][0]) - 4 / 3 * np.pi * 0.216) < 0.1  # a 12 mm ball: 0.90 mL
+    assert f["elongation"][0] < 0.2 < 1.0 < f["elongation"][1]
+    assert abs(f["mean_intensity"][0] - 2.0) < 0.01 and f["mean_intensity_squared"][0] == pytest.approx(f["mean_intensity"][0] ** 2)
+    assert abs(f["shell_contrast"][0] - 1.0) < 0.05 and f["height_ratio"][1] > 3.0
+
+
+def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
+    """Ten patients with one lesion and one vessel each: the fitted filter keeps every lesion and
+    drops every vessel at the chosen threshold; the unfiltered row of the trade-off counts both."""
+    rng = np.random.default_rng(1)
+    patients = [Measured(None, *_tube_and_blob(rng, k), (2.0, 1.0, 1.0), {}) for k in range(10)]
+    model, threshold, table = choose_filter([components_of(p) for p in patients], max_fp_per_patient=0.0)
+    assert table[0] == {"min_component_probability": 0.0, "lesion_sensitivity": 1.0, "fp_per_patient": 1.0}
+    chosen = next(r for r in table if r["min_component_probability"] == threshold)
+    assert chosen["fp_per_patient"] == 0.0 and chosen["lesion_sensitivity"] == 1.0 and threshold > 0
+    assert LogisticModel.from_dict(model).features == COMPONENT_FEATURES
+    volume, probability, truth = patients[0].volume, patients[0].probability.copy(), patients[0].truth
+    assert drop_unlikely_components(probability, volume, SPACING, LogisticModel.from_dict(model), threshold) == 1
+    assert np.array_equal(probability >= 0.5, truth)
+    # nothing false to learn from: no model, every component kept
+    lesions_only = [replace(p, probability=np.where(p.truth, 0.9, 0.0)) for p in patients[:3]]
+    assert choose_filter([components_of(p) for p in lesions_only], 0.5)[:2] == ({}, 0.0)
+
+
+def test_vectorised_logistic_equals_the_per_patient_one() -> None:
+    model = LogisticModel(("a", "b"), (0.0, 1.0), (1.0, 2.0), (0.5, -1.0), 0.1)
+    x = np.array([[0.3, 4.0], [-80.0, 1.0], [900.0, -3.0]])
+    np.testing.assert_allclose(model.probabilities(x), [model.probability({"a": a, "b": b}) for a, b in x], atol=1e-12)
+
+
+def test_checkpoints_with_the_older_peak_and_volume_filter_still_drop_weak_components() -> None:
+    probability = np.zeros((6, 30, 30), np.float32)
+    probability[1:4, 5:12, 5:12] = 0.97  # a lesion
+    probability[2, 20:26, 20:26] = 0.75  # unsure
+    probability[4, 27, 27] = 0.99  # one voxel: 0.002 mL
+    assert drop_weak_components(probability, 0.8, 0.01, (2.0, 1.0, 1.0)) == 2
+    assert (probability >= 0.5).sum() == 3 * 7 * 7 and drop_weak_components(probability, 0.5) == 0

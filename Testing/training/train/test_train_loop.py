@@ -1,0 +1,110 @@
+"""The trainer end to end on a tiny stand-in cohort: outputs, provenance, exact resumption, CLI, DDP (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import write_tiny_cohort
+from MTSASegmenterLib.config import NetConfig, PreprocessConfig
+from MTSASegmenterLib.errors import MTSAError
+from MTSASegmenterLib.model.checkpoint import load_checkpoint
+
+from training.train.loop import TrainConfig, main, train
+
+NET = NetConfig(in_channels=3, base_width=4, input_size=64)
+PRE = PreprocessConfig(input_size=64, context_slices=1)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_cohort(tmp_path_factory.mktemp("tiny") / "cohort", n=5)
+
+
+def config(cohort: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=cohort, out=out, net=NET, preprocess=PRE, epochs=2, batch_size=4, val_fraction=0.25,
+                free_share=0.2, num_workers=0, progress_bar=False, device="cpu", cache_dir=cohort.parent / "cache")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_train_writes_checkpoint_logs_and_state(cohort: Path, tmp_path: Path) -> None:
+    calls: list[tuple[float, str]] = []
+    best = train(config(cohort, tmp_path / "run", command="pytest"), progress=lambda f, m: calls.append((f, m)))
+    assert best == tmp_path / "run" / "best.pt"
+    model = load_checkpoint(best)
+    training = model.info.training
+    assert model.net_config == NET and model.preprocess == PRE and model.info.synthetic_only
+    assert training["seed"] == 0 and training["command"] == "pytest" and training["split"]["kind"] == "random"
+    assert training["split"]["val"]["cases"] == 1 and training["split"]["test"]["cases"] == 1
+    assert len(training["cases_csv_sha256"]) == 64 and training["slices"]["train"] > 0
+    assert {"best_epoch", "val_loss", "val_dice", "sigma_gtv", "sigma_egfr"} <= set(model.info.metrics)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"train_total", "train_dice", "train_focal", "train_egfr", "val_loss", "train_slices_per_s"} <= set(rows[0])
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run" / "tb").iterdir())
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)  # plain data
+    assert last["state"]["epoch"] == 1 and "optimizer" in last and "rng" in last
+    assert calls[-1][0] == 1.0 and all(0 <= f <= 1 for f, _ in calls)
+
+
+def test_resume_replays_the_uninterrupted_run(cohort: Path, tmp_path: Path) -> None:
+    straight = config(cohort, tmp_path / "straight", epochs=2)
+    train(straight)
+    interrupted = config(cohort, tmp_path / "resumed", epochs=1)
+    train(interrupted)
+    with pytest.raises(MTSAError, match="holds a previous run"):
+        train(replace(interrupted, epochs=2))
+    with pytest.raises(MTSAError, match="cannot resume with different lr"):
+        train(replace(interrupted, epochs=2, lr=1e-3, resume=True))
+    train(replace(interrupted, epochs=2, resume=True))
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    assert a["state"] == b["state"]
+    for key, value in a["net"].items():
+        assert torch.equal(value, b["net"][key]), key
+    assert torch.equal(a["loss"]["log_vars"], b["loss"]["log_vars"])
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_single_task_modes(cohort: Path, tmp_path: Path, task: str) -> None:
+    net = replace(NET, segmentation=task == "segmentation", classification=task == "classification")
+    model = load_checkpoint(train(config(cohort, tmp_path / task, net=net, epochs=1)))
+    assert [t.kind for t in model.tasks] == (["segmentation"] if task == "segmentation" else ["binary"])
+    key = "sigma_gtv" if task == "segmentation" else "sigma_egfr"
+    assert model.info.metrics[key] == 1.0 and len([k for k in model.info.metrics if k.startswith("sigma_")]) == 1  # one task: nothing to weigh
+
+
+def test_cli(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    common = ["--input-size", "64", "--width", "4", "--epochs", "1", "--workers", "0", "--no-progress", "--device", "cpu",
+              "--val-fraction", "0.25", "--split", "temporal", "--weighting", "equal", "--cache-dir", str(cohort.parent / "cache")]
+    assert main(["--data", str(cohort), "--out", str(tmp_path / "cli"), "--name", "Site A GTV", *common]) == 0
+    best = Path(capsys.readouterr().out.strip())
+    info = load_checkpoint(best).info
+    assert info.name == "Site A GTV"
+    assert info.training["split"]["kind"] == "temporal" and info.training["command"].startswith("mtsa train --data")
+    assert info.training["config"]["loss"]["weighting"] == "equal"
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *common]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_ddp_two_cpu_processes(cohort: Path, tmp_path: Path) -> None:
+    """torchrun with two gloo processes: one epoch, only rank 0 writes, the checkpoint records both."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "training.train.loop", "--data", str(cohort), "--out", str(tmp_path / "ddp"), "--input-size", "64", "--width", "4",
+        "--epochs", "1", "--batch-size", "2", "--workers", "0", "--no-progress", "--device", "cpu", "--val-fraction", "0.25",
+        "--cache-dir", str(tmp_path / "ddp_cache"),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines() == [str(tmp_path / "ddp" / "best.pt")]  # rank 0 alone prints
+    info = load_checkpoint(tmp_path / "ddp" / "best.pt").info
+    assert info.training["world_size"] == 2
+    assert len(list(csv.DictReader(open(tmp_path / "ddp" / "log.csv")))) == 1

@@ -1,0 +1,146 @@
+"""The three synthetic cohorts, one per preset, and the one writer of cohort folders.
+
+Each phantom names the cases.csv columns its labels go to (the preset's heads read them) and its
+best possible scores (the Bayes classifier or estimator that sees the true lesion features), which
+`mtsa synth` prints and `mtsa evaluate` sets beside every score on that cohort (from phantom.json).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .brain.generate import PhantomConfig
+
+FIRST_DAY, LAST_DAY = dt.date(2018, 1, 1), dt.date(2022, 12, 31)
+SITES = ("internal", "external")
+Scores = dict[str, dict[str, float]]  # head key -> {"accuracy", "auc"} or {"mae"}
+
+
+@dataclass(frozen=True)
+class Phantom:
+    description: str
+    label_columns: tuple[str, ...]
+    generate: Callable[[int, str, PhantomConfig], Any]  # -> case with image, mask, labels
+    limits: Callable[[], Scores]
+
+
+def _brain(seed: int, site: str, config: PhantomConfig):
+    from .brain.generate import generate_case
+
+    return generate_case(seed, site, config=config)
+
+
+def _brain_limits() -> Scores:
+    from .brain.biology import best_possible_accuracy
+
+    return {"egfr": {"accuracy": best_possible_accuracy()}}
+
+
+def _liver(seed: int, site: str, config: PhantomConfig):
+    from .liver import generate_case
+
+    return generate_case(seed, site, config.max_matrix)
+
+
+def _liver_limits() -> Scores:
+    from .liver import best_possible
+
+    return best_possible()
+
+
+def _breast(seed: int, site: str, config: PhantomConfig):
+    from .breast import generate_case
+
+    return generate_case(seed, site, config.max_matrix)
+
+
+def _breast_limits() -> Scores:
+    from .breast import best_possible
+
+    return best_possible()
+
+
+PHANTOMS: dict[str, Phantom] = {
+    "mtsa-net": Phantom("T1-CE brain MR, metastases, EGFR (shared/docs/PHANTOM.md)", ("egfr",), _brain, _brain_limits),
+    "hcc-tace": Phantom("arterial-phase liver CT, HCC, response to TACE (docs/PHANTOMS.md)", ("response",), _liver, _liver_limits),
+    "breast-dce": Phantom("single-phase breast DCE-MRI, ER / PR / HER2 / Ki-67 (docs/PHANTOMS.md)", ("er", "pr", "her2", "ki67"),
+                          _breast, _breast_limits),
+}
+
+
+@lru_cache(maxsize=None)
+def best_possible(preset: str) -> Scores:
+    """The phantom's limits, simulated once per process."""
+    return PHANTOMS[preset].limits()
+
+
+def cohort_preset(folder: Path) -> str | None:
+    """The preset whose phantom wrote this folder (phantom.json), or None for any other cohort."""
+    try:
+        return json.loads((Path(folder) / "phantom.json").read_text(encoding="utf-8")).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_atomic(image: sitk.Image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
+    sitk.WriteImage(image, str(tmp), useCompression=True)
+    os.replace(tmp, path)
+
+
+def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int = 0,
+                 progress: Callable[[float, str], None] | None = None, overwrite: bool = False,
+                 config: PhantomConfig | None = None, preset: str = "mtsa-net") -> Path:
+    """Write n_cases to out_dir (imagesTr/, labelsTr/, phantom.json, cases.csv written last); returns cases.csv.
+
+    Case i's seed derives from (seed, site, i), so internal and external cohorts with the same
+    seed hold different patients; acquisition dates spread over 2018-2022 for temporal splits.
+    ``config`` knobs other than max_matrix shape the brain phantom only.
+    """
+    if preset not in PHANTOMS:
+        raise ValueError(f"preset must be one of {', '.join(PHANTOMS)}, not {preset!r}")
+    if site not in SITES:
+        raise ValueError(f"site must be one of {', '.join(SITES)}, not {site!r}")
+    phantom, config = PHANTOMS[preset], config or PhantomConfig()
+    out_dir = Path(out_dir)
+    csv_path = out_dir / "cases.csv"
+    if csv_path.exists() and csv_path.stat().st_size > 0 and not overwrite:
+        raise FileExistsError(f"{csv_path} exists; pass overwrite=True to replace the cohort")
+    (out_dir / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
+    site_code = sum(ord(ch) << (8 * i) for i, ch in enumerate(site[:8]))
+    days = (LAST_DAY - FIRST_DAY).days
+    rows = []
+    for i in range(n_cases):
+        case_seed = int(np.random.SeedSequence([seed, site_code, i]).generate_state(1)[0])
+        case_id = f"{site}-{i:04d}"
+        if progress:
+            progress(i / n_cases, f"case {case_id}")
+        case = phantom.generate(case_seed, site, config)
+        image_rel, mask_rel = f"imagesTr/{case_id}.nii.gz", f"labelsTr/{case_id}.nii.gz"
+        _write_atomic(case.image, out_dir / image_rel)
+        _write_atomic(case.mask, out_dir / mask_rel)
+        acquired = FIRST_DAY + dt.timedelta(days=int(np.random.default_rng(case_seed).integers(days + 1)))
+        rows.append((case_id, image_rel, mask_rel, *(case.labels[c] for c in phantom.label_columns), site, acquired.isoformat()))
+    info = {"preset": preset, "description": phantom.description, "site": site, "seed": seed, "cases": n_cases, "config": asdict(config)}
+    (out_dir / "phantom.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    tmp = csv_path.with_name(".cases.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("case_id", "image", "mask", *phantom.label_columns, "site", "acquired"))
+        writer.writerows(rows)
+    os.replace(tmp, csv_path)
+    if progress:
+        progress(1.0, f"{n_cases} cases in {out_dir}")
+    return csv_path

@@ -1,0 +1,274 @@
+"""``mtsa fit-head``: fit what sits after the network, on the network's own training patients.
+
+The network is run on the training and validation patients of its own split exactly as a user
+would run it (``predict_volume``). Two things are chosen from those predictions:
+1. the GTV component filter: a logistic model over each predicted component's size, shape,
+   brightness and certainty (``component_filter``), fitted to tell components that touch a truth
+   lesion from those that touch none, and the lowest threshold on its cross-validated scores that
+   leaves at most ``--max-fp-per-patient`` false positives per fitting patient;
+2. for a model with an EGFR head, the patient-level EGFR model: each patient's filtered lesions
+   are measured (``lesion_features``) and a penalised logistic model is fitted over those features
+   (and, optionally, the paper's slice probability).
+The result is a new checkpoint (weights unchanged) whose GTV task carries the component model and
+whose EGFR head uses ``lesion_logistic``; other heads (a preset's response or receptors) are left
+as trained. Test patients are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from MTSASegmenterLib.errors import InputError, MTSAError
+from MTSASegmenterLib.inference.pipeline import predict_volume
+from MTSASegmenterLib.io.imageio import read_image
+from MTSASegmenterLib.io.outputs import check_writable
+from MTSASegmenterLib.model.checkpoint import (
+    LoadedModel,
+    load_checkpoint,
+    save_checkpoint,
+)
+from MTSASegmenterLib.postprocess.aggregation import aggregate_top_area_half
+from MTSASegmenterLib.postprocess.component_filter import (
+    COMPONENT_FEATURES,
+    component_features,
+    drop_scored_components,
+)
+from MTSASegmenterLib.postprocess.heads import slice_values
+from MTSASegmenterLib.postprocess.lesion_features import (
+    PATIENT_FEATURES,
+    measure_lesions,
+    patient_features,
+)
+from MTSASegmenterLib.postprocess.lesions import label_components, max_diameters_mm
+from MTSASegmenterLib.postprocess.patient_model import LogisticModel, fit_logistic
+from tqdm import tqdm
+
+from ..data.cohort import Case, cohort_fingerprint, read_cohort
+from ..data.slices import read_mask
+
+SLICE_FEATURE = "slice_probability"
+THRESHOLD_CANDIDATES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+MIN_LESION_MM = 5.0  # the lesions whose detection the trade-off reports (maximum diameter, as evaluate counts)
+
+
+def fitting_cases(data: Path, model: LoadedModel) -> list[Case]:
+    """The training and validation patients of the model's split (the cohort must be its own)."""
+    training = model.info.training or {}
+    if training.get("cases_csv_sha256") != cohort_fingerprint(data):
+        raise InputError(f"{data}: not the cohort this model was trained on (cases.csv differs); fit on the training cohort")
+    split = training.get("split", {})
+    ids = set(split.get("train", {}).get("case_ids", [])) | set(split.get("val", {}).get("case_ids", []))
+    cases = [c for c in read_cohort(data) if c.case_id in ids]
+    if model.egfr_task() is not None and len({c.egfr for c in cases if c.egfr is not None}) < 2:
+        raise InputError(f"{data}: the model's training patients need EGFR labels of both classes")
+    return cases
+
+
+@dataclass
+class Measured:
+    """One fitting patient as the unfiltered model sees it."""
+
+    case: Case
+    volume: np.ndarray
+    probability: np.ndarray  # GTV probability on the model grid
+    truth: np.ndarray  # truth GTV on the model grid
+    spacing_zyx: tuple[float, float, float]
+    slice_values: dict[int, np.ndarray]  # the EGFR head's per-slice probabilities (none without one)
+
+
+def measure(case: Case, model: LoadedModel, device: str) -> Measured:
+    image = read_image(case.image)
+    prediction = predict_volume(image, model, device=device, case=case.case_id)
+    task = model.egfr_task()
+    return Measured(case, prediction.volume, prediction.slices.gtv_probability,
+                    prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
+                    prediction.grid.spacing_zyx,
+                    slice_values(model.tasks, prediction.slices.class_logits)[task.name] if task else {})
+
+
+@dataclass
+class Components:
+    """One fitting patient's predicted components: labels, features, which touch the truth, and which
+    components touch each truth lesion of >= MIN_LESION_MM (maximum diameter, as evaluate counts)."""
+
+    labels: np.ndarray
+    features: np.ndarray
+    true: np.ndarray
+    touching: list[np.ndarray]
+
+
+def components_of(patient: Measured) -> Components:
+    labels, features = component_features(patient.probability, patient.volume, patient.spacing_zyx)
+    truth_labels, n_truth = label_components(patient.truth)
+    true = np.zeros(len(features), dtype=bool)
+    true[np.unique(labels[patient.truth & (labels > 0)]) - 1] = True
+    large = np.flatnonzero(max_diameters_mm(truth_labels, n_truth, patient.spacing_zyx) >= MIN_LESION_MM) + 1
+    touching = [np.unique(labels[truth_labels == t]) for t in large]
+    return Components(labels, features, true, [t[t > 0] - 1 for t in touching])
+
+
+def cross_validated_scores(parts: list[Components], l2: float, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """Each patient's component scores from a model fitted on the other folds' patients, so the
+    threshold is chosen on scores the model did not fit."""
+    order = np.random.default_rng(seed).permutation(len(parts))
+    scores = [np.ones(len(p.features)) for p in parts]
+    for held in np.array_split(order, min(folds, len(parts))):
+        rest = [parts[i] for i in np.setdiff1d(order, held)]
+        x = np.vstack([p.features for p in rest])
+        y = np.concatenate([p.true for p in rest])
+        if len(np.unique(y)) < 2:
+            continue  # this fold's model cannot be fitted: its patients keep every component
+        model = fit_logistic(x, y, COMPONENT_FEATURES, l2)
+        for i in held:
+            scores[i] = model.probabilities(parts[i].features)
+    return scores
+
+
+def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float = 1.0
+                  ) -> tuple[dict[str, Any], float, list[dict[str, float]]]:
+    """The component model and the lowest threshold on its (cross-validated) scores that leaves at
+    most ``max_fp_per_patient`` false-positive components per fitting patient; and the trade-off
+    (lesion sensitivity and false positives per threshold) it was chosen from.
+
+    Without both true and false components on the fitting patients there is nothing to learn:
+    no model, every component kept."""
+    y = np.concatenate([p.true for p in parts])
+    total = sum(len(p.touching) for p in parts)
+
+    def row(threshold: float, scores: list[np.ndarray]) -> dict[str, float]:
+        kept = [s >= threshold for s in scores]
+        detected = int(sum(k[t].any() for p, k in zip(parts, kept) for t in p.touching))
+        false = sum(int((k & ~p.true).sum()) for p, k in zip(parts, kept))
+        return {"min_component_probability": threshold, "lesion_sensitivity": round(detected / max(total, 1), 4),
+                "fp_per_patient": round(false / len(parts), 3)}
+
+    if len(np.unique(y)) < 2:
+        return {}, 0.0, [row(0.0, [np.ones(len(p.features)) for p in parts])]
+    scores = cross_validated_scores(parts, l2)
+    table = [row(t, scores) for t in THRESHOLD_CANDIDATES]
+    chosen = next((r for r in table if r["fp_per_patient"] <= max_fp_per_patient), table[-1])
+    model = fit_logistic(np.vstack([p.features for p in parts]), y, COMPONENT_FEATURES, l2)
+    return model.to_dict(), float(chosen["min_component_probability"]), table
+
+
+def patient_row(p: Measured, components: Components, component_model: dict[str, Any], min_probability: float) -> dict[str, Any]:
+    """One patient's features as the product measures them on its own (filtered) prediction."""
+    probability = p.probability.copy()
+    if component_model:
+        scores = LogisticModel.from_dict(component_model).probabilities(components.features)
+        drop_scored_components(probability, components.labels, scores, min_probability)
+    areas = {z: float((probability[z] >= 0.5).sum()) for z in p.slice_values}
+    paper = aggregate_top_area_half(areas, {z: float(v[-1]) for z, v in p.slice_values.items()})["probability"]
+    lesions = measure_lesions(p.volume, probability >= 0.5, p.spacing_zyx)
+    return {"case": p.case.case_id, "egfr": "" if p.case.egfr is None else p.case.egfr, **patient_features(lesions),
+            SLICE_FEATURE: 0.5 if paper is None else paper}
+
+
+def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, features: tuple[str, ...], l2: float, folds: int = 8,
+                             seed: int = 0) -> float:
+    """Accuracy of the same fit on held-out folds of the fitting patients (a preview; the network
+    itself has seen these patients, so new ones may do worse)."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    correct = 0
+    for held in np.array_split(order, min(folds, len(y))):
+        keep = np.setdiff1d(order, held)
+        if len(np.unique(y[keep])) < 2:
+            continue
+        m = fit_logistic(x[keep], y[keep], features, l2)
+        correct += sum((m.probability(dict(zip(features, x[i]))) > 0.5) == bool(y[i]) for i in held)
+    return correct / len(y)
+
+
+def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "auto", l2: float = 1.0,
+             with_slice_probability: bool = False, progress_bar: bool = True, max_fp_per_patient: float = 0.5) -> dict[str, Any]:
+    """Choose the GTV component filter, fit the patient model (if the model has an EGFR head), write
+    the new checkpoint to ``out`` and the feature table beside it; returns the summary."""
+    task, segmentation = model.egfr_task(), model.task("segmentation")
+    if segmentation is None:
+        raise InputError(f"{model.path}: fit-head needs a model with a segmentation task")
+    unfiltered = {"segmentation": {"min_peak": 0.0, "min_volume_ml": 0.0, "component_model": {}, "min_component_probability": 0.0},
+                  "binary": {"aggregation": "top_area_half_mean", "patient_model": {}}}
+    base = replace(model, tasks=[replace(t, **unfiltered.get(t.kind, {})) for t in model.tasks])
+    bar = tqdm(cases, desc="predicting", unit="patient", file=sys.stderr, disable=None if progress_bar else True)
+    patients = [measure(case, base, device) for case in bar]
+    parts = [components_of(p) for p in patients]  # measured once: for the filter's fit and the patients' rows
+    component_model, min_probability, trade_off = choose_filter(parts, max_fp_per_patient, l2)
+    rows = [patient_row(p, c, component_model, min_probability) for p, c in zip(patients, parts)]
+    summary: dict[str, Any] = {"component_model": bool(component_model), "min_component_probability": min_probability,
+                               "max_fp_per_patient": max_fp_per_patient, "filter_trade_off": trade_off, "filter_patients": len(patients)}
+    tasks = [replace(t, min_peak=0.0, min_volume_ml=0.0, component_model=component_model, min_component_probability=min_probability)
+             if t is segmentation else t for t in model.tasks]
+    if task is not None:
+        features = (*PATIENT_FEATURES, SLICE_FEATURE) if with_slice_probability else PATIENT_FEATURES
+        labelled = [r for r in rows if r["egfr"] != ""]
+        x = np.array([[r[f] for f in features] for r in labelled], dtype=float)
+        y = np.array([r["egfr"] for r in labelled], dtype=int)
+        patient_model = fit_logistic(x, y, features, l2)
+        summary.update({
+            "patients": len(labelled), "l2": l2, "features": list(features),
+            "cross_validated_accuracy": round(cross_validated_accuracy(x, y, features, l2), 4),
+            "training_accuracy": round(float(np.mean([(patient_model.probability(dict(zip(features, r))) > 0.5) == bool(t)
+                                                      for r, t in zip(x, y)])), 4),
+        })
+        tasks = [replace(t, aggregation="lesion_logistic", patient_model=patient_model.to_dict()) if t is task else t for t in tasks]
+    else:  # the feature table keeps what was measured: the lesions, not an absent head's columns
+        rows = [{k: v for k, v in r.items() if k not in ("egfr", SLICE_FEATURE)} for r in rows]
+    info = replace(model.info, metrics={**model.info.metrics, "patient_head": summary})
+    save_checkpoint(out, model.net, model.net_config, model.preprocess, tasks, info, model.extra)
+    with open(feature_table_path(out), "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return summary
+
+
+def feature_table_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + ".features.csv")
+
+
+def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Fit the GTV component filter and, with an EGFR head, the patient-level "
+                                                       "EGFR model (lesion features) of a trained network.")
+    p.add_argument("--model", type=Path, required=True, help="trained checkpoint (best.pt of mtsa train)")
+    p.add_argument("--data", type=Path, required=True, help="the cohort folder it was trained on")
+    p.add_argument("--out", type=Path, required=True, help="new checkpoint with the patient-level model")
+    p.add_argument("--l2", type=float, default=1.0, help="penalty on the standardised coefficients")
+    p.add_argument("--max-fp-per-patient", type=float, default=0.5,
+                   help="false-positive components per fitting patient the component filter may leave (its threshold)")
+    p.add_argument("--with-slice-probability", action="store_true",
+                   help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.l2 <= 0:
+            raise InputError(f"--l2 {args.l2}: must be positive")
+        if args.max_fp_per_patient < 0:
+            raise InputError(f"--max-fp-per-patient {args.max_fp_per_patient}: must not be negative")
+        if args.out.resolve() == args.model.resolve():
+            raise InputError(f"--out {args.out}: would replace the input model; choose another path")
+        check_writable([args.out, feature_table_path(args.out)], args.overwrite)
+        model = load_checkpoint(args.model)
+        summary = fit_head(model, fitting_cases(args.data, model), args.out, args.device, args.l2, args.with_slice_probability,
+                           max_fp_per_patient=args.max_fp_per_patient)
+    except MTSAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
+    print(f"GTV components kept when the component model rates them {summary['min_component_probability']:g} or more "
+          f"(fitting patients, cross-validated: lesion sensitivity {chosen['lesion_sensitivity']:.3f}, "
+          f"{chosen['fp_per_patient']:g} false positives per patient)"
+          + (f"; patient-level EGFR model fitted on {summary['patients']} patients: cross-validated accuracy "
+             f"{summary['cross_validated_accuracy']:.3f} (training {summary['training_accuracy']:.3f})" if "patients" in summary else "")
+          + f"; written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
