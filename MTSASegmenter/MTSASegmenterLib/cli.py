@@ -13,10 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .errors import MTSAError
-
-EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
 
 
 def _progress_bar(description: str):

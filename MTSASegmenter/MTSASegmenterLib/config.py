@@ -12,6 +12,8 @@ from typing import Any
 from .errors import CheckpointError
 from .io.terminology import TERMINOLOGIES
 
+STAGES = 5  # MTSA-Net's encoder stages: four 2x downsamplings (384 -> 24)
+
 
 def _from_dict(cls, data: dict[str, Any], what: str):
     known = {f.name for f in fields(cls)}
@@ -45,6 +47,25 @@ class NetConfig:
             raise ValueError("in_channels and base_width must be positive")
         if not (self.segmentation or self.classification):
             raise ValueError("the network needs at least one of segmentation and classification")
+        if any(k < 3 or k % 2 == 0 for k in self.strip_kernels):
+            raise ValueError(f"strip_kernels must be odd and at least 3, got {self.strip_kernels}")
+        if self.classification:
+            if self.num_classes < 1:
+                raise ValueError(f"num_classes (the heads' outputs together) must be at least 1, got {self.num_classes}")
+            if self.transformer_layers < 1 or self.transformer_heads < 1 or self.bottleneck_width % self.transformer_heads:
+                raise ValueError(
+                    f"need transformer_layers >= 1 and transformer_heads dividing the bottleneck width {self.bottleneck_width}, "
+                    f"got {self.transformer_layers} layer(s), {self.transformer_heads} head(s)"
+                )
+            if not 0.0 <= self.dropout < 1.0:
+                raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.roi_weighting and not (self.segmentation and self.classification):
+            raise ValueError("roi_weighting reads the network's own GTV: it needs both segmentation and classification")
+
+    @property
+    def bottleneck_width(self) -> int:
+        """Channels at the bottleneck: base_width doubled at each of the four downsamplings."""
+        return self.base_width * 2 ** (STAGES - 1)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -194,6 +215,25 @@ def head_slices(tasks: "list[TaskSpec] | tuple[TaskSpec, ...]") -> dict[str, sli
         out[t.name] = slice(start, start + t.outputs)
         start += t.outputs
     return out
+
+
+def check_compatible(net: NetConfig, preprocess: PreprocessConfig, tasks: "list[TaskSpec] | tuple[TaskSpec, ...]") -> None:
+    """The one check that a network, its preprocessing and its task list fit together (saving,
+    loading and training all call it); a ValueError names what differs."""
+    heads = head_tasks(tasks)
+    if heads and not net.classification:
+        raise ValueError(f"tasks {', '.join(t.name for t in heads)} need the classifier, which the network does not have")
+    outputs = sum(t.outputs for t in heads)
+    if net.classification and outputs != net.num_classes:
+        raise ValueError(f"the classifier has {net.num_classes} outputs but the heads "
+                         f"({', '.join(f'{t.name}: {t.outputs}' for t in heads) or 'none'}) need {outputs}")
+    if sum(t.kind == "segmentation" for t in tasks) > 1:
+        raise ValueError("the task list holds more than one segmentation task")
+    if net.in_channels != preprocess.in_channels:
+        raise ValueError(f"network expects {net.in_channels} input channels but preprocessing gives "
+                         f"{preprocess.in_channels} (context_slices={preprocess.context_slices})")
+    if net.input_size != preprocess.input_size:
+        raise ValueError(f"network input size {net.input_size} differs from preprocessing input size {preprocess.input_size}")
 
 
 DEFAULT_TASKS: tuple[TaskSpec, ...] = (

@@ -1,4 +1,11 @@
-"""Errors that reach the user as one line: they name the input and what is wrong with it."""
+"""Errors that reach the user as one line: they name the input and what is wrong with it.
+
+Every command (``mtsa`` and its subcommands) exits with ``EXIT_ERROR`` on such an error and with
+``EXIT_INTERRUPTED`` on Ctrl-C, so scripts can tell bad input from a crash (a traceback, 1).
+"""
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class MTSAError(Exception):

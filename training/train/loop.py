@@ -32,6 +32,7 @@ from MTSASegmenterLib.config import (
     NetConfig,
     PreprocessConfig,
     TaskSpec,
+    check_compatible,
     head_slices,
     head_tasks,
 )
@@ -93,19 +94,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.split not in SPLIT_KINDS:
             raise ValueError(f"split must be one of {', '.join(SPLIT_KINDS)}, got {self.split!r}")
-        if self.net.in_channels != self.preprocess.in_channels:
-            raise ValueError(
-                f"network in_channels {self.net.in_channels} != 2 * context_slices + 1 = {self.preprocess.in_channels}"
-            )
-        if self.net.input_size != self.preprocess.input_size:
-            raise ValueError(f"network input_size {self.net.input_size} != preprocess input_size {self.preprocess.input_size}")
         if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
             raise ValueError("epochs, patience and batch_size must be positive")
         if sum(t.kind == "segmentation" for t in self.tasks) != 1:
             raise ValueError("the task list needs exactly one segmentation task")
-        outputs = sum(t.outputs for t in head_tasks(self.tasks))
-        if self.net.classification and self.net.num_classes != outputs:
-            raise ValueError(f"network num_classes {self.net.num_classes} != the heads' {outputs} outputs")
+        check_compatible(self.net, self.preprocess, self.active_tasks)
 
     @property
     def active_tasks(self) -> list[TaskSpec]:

@@ -21,7 +21,7 @@ from ..config import (
     NetConfig,
     PreprocessConfig,
     TaskSpec,
-    head_tasks,
+    check_compatible,
 )
 from ..errors import CheckpointError
 from ..io.outputs import atomic_outputs
@@ -60,7 +60,7 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write atomically (temp file + rename), so a crash never leaves half a checkpoint."""
-    _check_consistent(net_config, preprocess, str(path), tasks)
+    _check_compatible(net_config, preprocess, tasks, str(path))
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -102,7 +102,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         info = ModelInfo.from_dict(payload["info"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: configuration does not match this code ({exc})") from None
-    _check_consistent(net_config, preprocess, str(path), tasks)
+    _check_compatible(net_config, preprocess, tasks, str(path))
     net = MTSANet(net_config)
     _load_weights(net, payload["state_dict"], path)
     net.to(device).eval()
@@ -118,25 +118,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     )
 
 
-def _check_consistent(net_config: NetConfig, preprocess: PreprocessConfig, name: str,
-                      tasks: list[TaskSpec] | tuple[TaskSpec, ...]) -> None:
-    heads = head_tasks(tasks)
-    if heads and not net_config.classification:
-        raise CheckpointError(f"{name}: tasks {', '.join(t.name for t in heads)} need the classifier, which the network does not have")
-    if net_config.classification and sum(t.outputs for t in heads) != net_config.num_classes:
-        raise CheckpointError(
-            f"{name}: the classifier has {net_config.num_classes} outputs but the heads "
-            f"({', '.join(f'{t.name}: {t.outputs}' for t in heads) or 'none'}) need {sum(t.outputs for t in heads)}"
-        )
-    if net_config.in_channels != preprocess.in_channels:
-        raise CheckpointError(
-            f"{name}: network expects {net_config.in_channels} input channels but preprocessing "
-            f"gives {preprocess.in_channels} (context_slices={preprocess.context_slices})"
-        )
-    if net_config.input_size != preprocess.input_size:
-        raise CheckpointError(
-            f"{name}: network input size {net_config.input_size} differs from preprocessing input size {preprocess.input_size}"
-        )
+def _check_compatible(net_config: NetConfig, preprocess: PreprocessConfig, tasks, name: str) -> None:
+    try:
+        check_compatible(net_config, preprocess, tasks)
+    except ValueError as exc:
+        raise CheckpointError(f"{name}: {exc}") from None
 
 
 def _load_weights(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..config import NetConfig
+from ..config import STAGES, NetConfig
 
-STAGES = 5  # encoder stages; four 2x downsamplings: 384 -> 24
 GRID = 4  # the classifier's patch grid is GRID x GRID = 16 tokens
 GTV_PRIOR = 0.01  # initial GTV probability of every pixel (see Decoder)
 
@@ -227,25 +226,6 @@ class RegionWeighting(nn.Module):
         return F.adaptive_avg_pool2d(weight, size)
 
 
-def _validate(cfg: NetConfig) -> None:
-    """Checks NetConfig leaves to the network (it only knows the widths here)."""
-    if any(k < 3 or k % 2 == 0 for k in cfg.strip_kernels):
-        raise ValueError(f"strip_kernels must be odd and at least 3, got {cfg.strip_kernels}")
-    if cfg.classification:
-        dim = cfg.base_width * 2 ** (STAGES - 1)
-        if cfg.num_classes < 1:
-            raise ValueError(f"num_classes (the heads' outputs together) must be at least 1, got {cfg.num_classes}")
-        if cfg.transformer_layers < 1 or cfg.transformer_heads < 1 or dim % cfg.transformer_heads:
-            raise ValueError(
-                f"need transformer_layers >= 1 and transformer_heads dividing the bottleneck width {dim}, "
-                f"got {cfg.transformer_layers} layer(s), {cfg.transformer_heads} head(s)"
-            )
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.roi_weighting and not (cfg.segmentation and cfg.classification):
-        raise ValueError("roi_weighting reads the network's own GTV: it needs both segmentation and classification")
-
-
 class MTSANet(nn.Module):
     """MTSA-Net. ``forward(x[B,in_channels,S,S]) -> (seg_logits[B,1,S,S] | None, cls_logits[B,K] | None)``.
 
@@ -257,7 +237,6 @@ class MTSANet(nn.Module):
 
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
-        _validate(cfg)
         self.cfg = cfg
         widths = [cfg.base_width * 2**i for i in range(STAGES)]
         self.encoder = Encoder(cfg.in_channels, widths, cfg.strip_kernels)
