@@ -1,4 +1,4 @@
-"""A cohort folder (``cases.csv`` + volumes, see shared/docs/PHANTOM.md) and its patient-level splits.
+"""A cohort folder (``cases.csv`` + volumes, see docs/PHANTOM.md) and its patient-level splits.
 
 Splits are drawn over patients, never slices, so that no patient's slices leak from training into
 validation or test. Three kinds, as in the paper and TRIPOD:

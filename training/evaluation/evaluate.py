@@ -54,7 +54,7 @@ from ..data.slices import read_mask
 MIN_LESION_MM = 5.0
 NOT_CLINICAL = (
     "Synthetic results are not clinical validation: the cohort is the project's phantom "
-    "(shared/docs/PHANTOM.md), and no accuracy on it says anything about patients."
+    "(docs/PHANTOM.md), and no accuracy on it says anything about patients."
 )
 DASH = "—"
 RULES: tuple[str, ...] = (

@@ -4,7 +4,7 @@ scanner chain (resampling with the slice profile, noise, storage type).
 
 No pip package ships an abdominal CT or a breast MR atlas that loads offline (the brain phantom's
 MNI152 comes with nilearn), so these phantoms build their anatomy from smooth random shapes; the
-principles of shared/docs/PHANTOM.md hold otherwise: label first, then label-dependent lesion
+principles of docs/PHANTOM.md hold otherwise: label first, then label-dependent lesion
 biology with an exact likelihood; enhancing vessels as false-positive bait; site variation.
 """
 

@@ -72,7 +72,7 @@ def _breast_limits() -> Scores:
 
 
 PHANTOMS: dict[str, Phantom] = {
-    "mtsa-net": Phantom("T1-CE brain MR, metastases, EGFR (shared/docs/PHANTOM.md)", ("egfr",), _brain, _brain_limits),
+    "mtsa-net": Phantom("T1-CE brain MR, metastases, EGFR (docs/PHANTOM.md)", ("egfr",), _brain, _brain_limits),
     "hcc-tace": Phantom("arterial-phase liver CT, HCC, response to TACE (docs/PHANTOMS.md)", ("response",), _liver, _liver_limits),
     "breast-dce": Phantom("single-phase breast DCE-MRI, ER / PR / HER2 / Ki-67 (docs/PHANTOMS.md)", ("er", "pr", "her2", "ki67"),
                           _breast, _breast_limits),

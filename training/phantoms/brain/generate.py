@@ -1,4 +1,4 @@
-"""Synthetic T1-CE cohort with brain metastases and EGFR labels, as shared/docs/PHANTOM.md fixes it.
+"""Synthetic T1-CE cohort with brain metastases and EGFR labels, as docs/PHANTOM.md fixes it.
 
 Per case: draw the label, then the lesion biology (phantom_biology, the one sampler the Bayes-limit
 estimate also uses); deform MNI152 anatomy (affine + elastic); render T1-CE anatomy and lesions at
