@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Sequence
 
 import SimpleITK as sitk
-from MTSASegmenterLib.cli import _progress_bar, summary_line
+from MTSASegmenterLib.cli import summary_line
+from MTSASegmenterLib.progress import progress_bar
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.outputs import (
     atomic_outputs,
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
         sitk.WriteImage(phantom.image, str(image_tmp))
         sitk.WriteImage(phantom.mask, str(truth_tmp))
 
-    progress, close = _progress_bar(case)
+    progress, close = progress_bar(case)
     try:
         result = predict_volume(phantom.image, model, device=args.device, progress=progress, case=case, source=str(image_path))
     finally:

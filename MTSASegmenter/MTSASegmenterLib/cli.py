@@ -14,21 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
-
-
-def _progress_bar(description: str):
-    """A terminal bar driven by ``progress(fraction, message)`` callbacks (tqdm when present)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a runtime dependency
-        return (lambda fraction, message: None), (lambda: None)
-    bar = tqdm(total=1000, desc=description, unit="", bar_format="{desc} {bar} {percentage:3.0f}% {postfix}", leave=False, file=sys.stderr, disable=None)
-
-    def update(fraction: float, message: str) -> None:
-        bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
-        bar.set_postfix_str(message, refresh=True)
-
-    return update, bar.close
+from .progress import progress_bar
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +60,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path, case in zip(args.images, cases):
         start = time.perf_counter()
         image = read_image(path)
-        progress, close = _progress_bar(case)
+        progress, close = progress_bar(case)
         try:
             result = predict_volume(image, model, device=args.device, batch_size=args.batch_size, progress=progress, case=case, source=str(path))
         finally:

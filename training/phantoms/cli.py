@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from MTSASegmenterLib.cli import _progress_bar
+from MTSASegmenterLib.progress import progress_bar
 from MTSASegmenterLib.errors import MTSAError
 
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     config = PhantomConfig(domain_randomisation=args.domain_randomisation, skull_strip_probability=args.skull_stripped,
                            thick_slice_probability=args.thick_slices, large_cyst_probability=args.large_cysts,
                            max_matrix=args.max_matrix)
-    progress, close = _progress_bar(f"synth {args.preset} {args.site}")
+    progress, close = progress_bar(f"synth {args.preset} {args.site}")
     try:
         csv_path = write_cohort(args.out, args.cases, site=args.site, seed=args.seed, progress=progress, overwrite=args.overwrite,
                                 config=config, preset=args.preset)

@@ -14,18 +14,16 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..config import NetConfig
 from ..errors import Cancelled, MTSAError
+from ..progress import Progress, ShouldCancel
 from ..model.network import fuse_batchnorm
 from .preprocess import stack_context
 
-Progress = Callable[[float, str], None]
-ShouldCancel = Callable[[], bool]
 
 
 def available_devices() -> list[str]:
