@@ -10,63 +10,15 @@ biology with an exact likelihood; enhancing vessels as false-positive bait; site
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
-from scipy.special import ndtr
 
-from .brain.anatomy import stamp_tubes, tube_walks
-from .scanner import SiteSpec, bias_field, draw_acquisition
-
-# --------------------------------------------------------------------------- distributions
-
-
-def draw_lognormal(rng: np.random.Generator, median: float, sigma: float, bounds: tuple[float, float]) -> float:
-    """Log-normal truncated to bounds (rejection), so the density has no point masses."""
-    while True:
-        x = median * math.exp(sigma * rng.standard_normal())
-        if bounds[0] <= x <= bounds[1]:
-            return float(x)
-
-
-def lognormal_logpdf(x, median, sigma: float, bounds: tuple[float, float]):
-    """Log-density of ``draw_lognormal``; numpy-vectorised over x and median (-inf outside the bounds)."""
-    lo, hi = bounds
-    mu = np.log(median)
-    mass = ndtr((math.log(hi) - mu) / sigma) - ndtr((math.log(lo) - mu) / sigma)
-    x = np.asarray(x, dtype=float)
-    z = (np.log(x) - mu) / sigma
-    return np.where((x >= lo) & (x <= hi), -0.5 * z * z - np.log(x * sigma * math.sqrt(2.0 * math.pi) * mass), -np.inf)
-
-
-def draw_count(rng: np.random.Generator, extra_mean: float, most: int) -> int:
-    """1 + Poisson(extra_mean), truncated (rejection) at ``most``."""
-    while True:
-        n = 1 + int(rng.poisson(extra_mean))
-        if n <= most:
-            return n
-
-
-def count_logpmf(n: int, extra_mean: float, most: int) -> float:
-    if not 1 <= n <= most:
-        return -math.inf
-    lam = extra_mean
-    mass = sum(math.exp(-lam) * lam**k / math.factorial(k) for k in range(most))
-    return -lam + (n - 1) * math.log(lam) - math.lgamma(n) - math.log(mass)
-
-
-def uniform_logpdf(x: float, bounds: tuple[float, float]) -> float:
-    lo, hi = bounds
-    return -math.log(hi - lo) if lo <= x <= hi else -math.inf
-
-
-def bernoulli_logpmf(x: bool, p: float) -> float:
-    return math.log(p if x else 1.0 - p)
-
+from .tubes import stamp_tubes, tube_walks
+from .scanner import SiteSpec, bias_field, draw_acquisition, on_grid, resample_profile, rician, stored
 
 # --------------------------------------------------------------------------- render grid
 
@@ -152,8 +104,8 @@ def ellipsoid_sdf(grid: RenderGrid, centre: np.ndarray, axes: np.ndarray, rotati
 
 
 @dataclass
-class Lesion:
-    """One irregular ellipsoidal lesion on its box of the render grid."""
+class LesionShape:
+    """The shape of one irregular ellipsoidal lesion on its box of the render grid (its appearance is the phantom's)."""
 
     centre: np.ndarray  # LPS mm
     diameter_mm: float
@@ -164,7 +116,7 @@ class Lesion:
 
     @classmethod
     def build(cls, grid: RenderGrid, rng: np.random.Generator, centre: np.ndarray, diameter_mm: float,
-              irregularity: float, margin_mm: float) -> "Lesion":
+              irregularity: float, margin_mm: float) -> "LesionShape":
         radius = diameter_mm / 2.0
         axes = radius * np.array([1.0, *rng.uniform(0.75, 1.0, 2)])
         reach = radius * (1.0 + irregularity) + margin_mm + 2.0
@@ -239,10 +191,6 @@ class Scene:
 def scan(scene: Scene, rng: np.random.Generator, spec: SiteSpec, max_matrix: int | None, ct: bool) -> tuple[sitk.Image, sitk.Image, dict]:
     """Acquire the scene: grid and slice profile, bias (MR), noise (Gaussian in HU for CT, Rician
     for MR), storage type; the mask is the resampled occupancy >= 0.5 on the same grid."""
-    from .brain.generate import (
-        resample_profile,  # the brain phantom's slice-profile resampler
-    )
-
     acq = draw_acquisition(rng, spec, scene.extent, max_matrix)
     image = scene.image
     if not ct and acq.bias > 0:
@@ -250,21 +198,12 @@ def scan(scene: Scene, rng: np.random.Generator, spec: SiteSpec, max_matrix: int
     n_sub = max(1, int(np.ceil(acq.thickness_mm - 1e-6)))
     identity = sitk.Transform(3, sitk.sitkIdentity)
     signal = resample_profile(scene.grid.to_sitk(image), acq, identity, n_sub, outside=scene.outside)
-    noise = rng.standard_normal(signal.shape, dtype=np.float32)
     if ct:
+        noise = rng.standard_normal(signal.shape, dtype=np.float32)
         signal = np.clip(np.rint(signal + np.float32(acq.noise) * noise), -1024, 3071).astype(np.int16)
     else:
-        sigma = np.float32(acq.noise)
-        signal = np.sqrt((signal + sigma * noise) ** 2 + (sigma * rng.standard_normal(signal.shape, dtype=np.float32)) ** 2)
-        signal = signal * np.float32(acq.wm_value)
-        if acq.dtype == "int16":
-            signal = np.clip(np.rint(signal), 0, 32767).astype(np.int16)
+        signal = stored(rician(signal, acq.noise, rng), acq)
     occ = resample_profile(scene.grid.to_sitk(scene.occupancy), acq, identity, n_sub)
-    out_image, out_mask = sitk.GetImageFromArray(signal), sitk.GetImageFromArray((occ >= 0.5).astype(np.uint8))
-    for im in (out_image, out_mask):
-        im.SetSpacing(acq.spacing)
-        im.SetOrigin(tuple(float(v) for v in acq.origin))
-        im.SetDirection(tuple(float(v) for v in acq.direction.ravel()))
     info = {"orientation": acq.orientation, "in_plane_mm": acq.in_plane_mm, "thickness_mm": acq.thickness_mm,
             "matrix": acq.matrix, "dtype": "int16" if ct else acq.dtype, "noise": acq.noise}
-    return out_image, out_mask, info
+    return on_grid(signal, acq), on_grid((occ >= 0.5).astype(np.uint8), acq), info

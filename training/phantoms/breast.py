@@ -20,18 +20,17 @@ from MTSASegmenterLib.metrics import auc
 
 from .body import (
     BodyCase,
-    Lesion,
+    LesionShape,
     RenderGrid,
     Scene,
-    draw_lognormal,
     ellipsoid_sdf,
     inside_depth,
-    lognormal_logpdf,
     place_centres,
     random_vessels,
     scan,
     smooth_noise,
 )
+from .distributions import draw_lognormal, lognormal_logpdf
 from .scanner import SiteSpec
 
 P_ER = 0.72
@@ -148,9 +147,11 @@ def best_possible(n_patients: int = 5000, seed: int = 0) -> dict[str, dict[str, 
 # --------------------------------------------------------------------------- anatomy and scan
 
 SITES = {  # MR: signal relative to glandular tissue x an arbitrary scale; noise Rician, x reference
-    "internal": SiteSpec((0.6, 0.8), (1.0, 1.5), (384, 448, 512), ("axial",), 0.0, 0.0, (500.0, 1500.0), (0.85, 1.15), (0.01, 0.02)),
-    "external": SiteSpec((0.5, 1.0), (0.8, 3.0), (256, 320, 384, 448, 512), ("axial", "axial", "sagittal"), 10.0, 0.3,
-                         (100.0, 8000.0), (0.6, 1.4), (0.01, 0.05)),
+    "internal": SiteSpec(in_plane_mm=(0.6, 0.8), thickness_mm=(1.0, 1.5), matrices=(384, 448, 512), orientations=("axial",),
+                         wm_value=(500.0, 1500.0), bias=(0.85, 1.15), noise=(0.01, 0.02)),
+    "external": SiteSpec(in_plane_mm=(0.5, 1.0), thickness_mm=(0.8, 3.0), matrices=(256, 320, 384, 448, 512),
+                         orientations=("axial", "axial", "sagittal"), max_oblique_deg=10.0, float_probability=0.3,
+                         wm_value=(100.0, 8000.0), bias=(0.6, 1.4), noise=(0.01, 0.05)),
 }
 FGT = 0.6  # glandular tissue after contrast; fat-saturated fat is dark
 
@@ -187,7 +188,7 @@ def render(rng: np.random.Generator, t: BreastTumour) -> tuple[Scene, list[dict]
     img += w * (np.float32(FGT * rng.uniform(2.2, 3.2)) - img)
 
     (centre,) = place_centres(rng, np.where(gland | (depth > 15), depth, 0).astype(np.float32), grid, [t.diameter_mm])
-    les = Lesion.build(grid, rng, centre, t.diameter_mm, irregularity=t.spiculation, margin_mm=t.halo * t.diameter_mm / 2 + 2)
+    les = LesionShape.build(grid, rng, centre, t.diameter_mm, irregularity=t.spiculation, margin_mm=t.halo * t.diameter_mm / 2 + 2)
     region = img[les.box]
     radius = t.diameter_mm / 2
     halo = np.clip(1.0 - les.sd / max(t.halo * radius, 0.5), 0.0, 1.0) * (les.sd > 0) * (region > 0.2)

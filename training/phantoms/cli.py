@@ -22,11 +22,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cohort in --out")
     parser.add_argument("--domain-randomisation", type=float, default=0.0, metavar="0-1",
-                        help="widen label-free appearance (contrast, vessels, blur) for sim-to-real training")
+                        help="share of cases whose look (tissue contrast and ordering, texture, lesion appearance, vessels, blur) "
+                             "is drawn from wide distributions, for sim-to-real training; the lesion biology stays exact")
     parser.add_argument("--skull-stripped", type=float, default=0.0, metavar="0-1",
                         help="share of cases delivered skull-stripped, as many public data sets are")
     parser.add_argument("--thick-slices", type=float, default=0.0, metavar="0-1",
                         help="share of cases scanned with 0.9-6.5 mm slices whatever the site")
+    parser.add_argument("--fov-cut", type=float, default=0.0, metavar="0-1",
+                        help="share of scans covering only 60-90%% of the head")
     parser.add_argument("--large-cysts", type=float, default=0.0, metavar="0-1",
                         help="share of cases with an extra 25-50 mm cystic lesion, its fluid core as dark as CSF (these carry no EGFR label)")
     parser.add_argument("--max-matrix", type=int, metavar="N",
@@ -37,7 +40,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     if args.max_matrix is not None and args.max_matrix < 32:
         parser.error("--max-matrix must be at least 32")
     brain_only = [f for f, v in (("--domain-randomisation", args.domain_randomisation), ("--skull-stripped", args.skull_stripped),
-                                 ("--thick-slices", args.thick_slices), ("--large-cysts", args.large_cysts)) if v]
+                                 ("--thick-slices", args.thick_slices), ("--fov-cut", args.fov_cut),
+                                 ("--large-cysts", args.large_cysts)) if v]
     if args.preset != "mtsa-net" and brain_only:
         parser.error(f"{', '.join(brain_only)}: knob(s) of the brain phantom (mtsa-net), not of {args.preset}")
 
@@ -45,7 +49,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     from .registry import best_possible, write_cohort
 
     config = PhantomConfig(domain_randomisation=args.domain_randomisation, skull_strip_probability=args.skull_stripped,
-                           thick_slice_probability=args.thick_slices, large_cyst_probability=args.large_cysts,
+                           thick_slice_probability=args.thick_slices, fov_cut_probability=args.fov_cut,
+                           large_cyst_probability=args.large_cysts,
                            max_matrix=args.max_matrix)
     progress, close = progress_bar(f"synth {args.preset} {args.site}")
     try:

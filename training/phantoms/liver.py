@@ -21,22 +21,17 @@ from scipy.spatial.transform import Rotation
 
 from .body import (
     BodyCase,
-    Lesion,
+    LesionShape,
     RenderGrid,
     Scene,
-    bernoulli_logpmf,
-    count_logpmf,
-    draw_count,
-    draw_lognormal,
     ellipsoid_sdf,
     inside_depth,
-    lognormal_logpdf,
     place_centres,
     random_vessels,
     scan,
     smooth_noise,
-    uniform_logpdf,
 )
+from .distributions import bernoulli_logpmf, count_logpmf, draw_count, draw_lognormal, lognormal_logpdf, uniform_logpdf
 from .scanner import SiteSpec
 
 P_RESPONSE = 0.6
@@ -56,8 +51,10 @@ class ResponseBiology:
 
 
 BIOLOGY = {
-    "response": ResponseBiology(0.3, 34.0, 0.45, (30.0, 80.0), 0.6, (8.0, 20.0)),
-    "non-response": ResponseBiology(0.6, 42.0, 0.45, (20.0, 70.0), 0.4, (10.0, 24.0)),
+    "response": ResponseBiology(extra_tumours_mean=0.3, diameter_median_mm=34.0, diameter_sigma_log=0.45, enhancement_hu=(30.0, 80.0),
+                                capsule_probability=0.6, heterogeneity_hu=(8.0, 20.0)),
+    "non-response": ResponseBiology(extra_tumours_mean=0.6, diameter_median_mm=42.0, diameter_sigma_log=0.45, enhancement_hu=(20.0, 70.0),
+                                    capsule_probability=0.4, heterogeneity_hu=(10.0, 24.0)),
 }
 
 
@@ -112,8 +109,8 @@ def best_possible(n_patients: int = 20000, seed: int = 0) -> dict[str, dict[str,
 # --------------------------------------------------------------------------- anatomy and scan
 
 SITES = {  # CT: values in HU (scale 1), no bias field; noise is the HU standard deviation
-    "internal": SiteSpec((0.7, 0.85), (1.0, 1.5), (512,), ("axial",), 0.0, 0.0, (1.0, 1.0), (1.0, 1.0), (8.0, 12.0)),
-    "external": SiteSpec((0.6, 0.98), (0.6, 5.0), (512,), ("axial",), 0.0, 0.0, (1.0, 1.0), (1.0, 1.0), (5.0, 25.0)),
+    "internal": SiteSpec(in_plane_mm=(0.7, 0.85), thickness_mm=(1.0, 1.5), matrices=(512,), orientations=("axial",), noise=(8.0, 12.0)),
+    "external": SiteSpec(in_plane_mm=(0.6, 0.98), thickness_mm=(0.6, 5.0), matrices=(512,), orientations=("axial",), noise=(5.0, 25.0)),
 }
 CONTRAST = {"internal": (0.9, 1.1), "external": (0.7, 1.3)}  # contrast timing: factor on all enhancement
 
@@ -177,7 +174,7 @@ def render(rng: np.random.Generator, tumours: list[Tumour], contrast: float) -> 
     occupancy = np.zeros(shape, np.float32)
     truth = []
     for t, c in zip(tumours, centres):
-        les = Lesion.build(grid, rng, c, t.diameter_mm, irregularity=0.04, margin_mm=3.0)
+        les = LesionShape.build(grid, rng, c, t.diameter_mm, irregularity=0.04, margin_mm=3.0)
         value = liver_hu + enh(t.enhancement_hu) + t.heterogeneity_hu * les.texture
         necrotic = t.diameter_mm >= 50 and rng.random() < 0.5
         if necrotic:  # label-free nuisance: necrotic centre of a large tumour

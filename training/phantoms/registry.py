@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -19,11 +18,12 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from MTSASegmenterLib.io.outputs import atomic_outputs
 
 from .brain.generate import PhantomConfig
 
 FIRST_DAY, LAST_DAY = dt.date(2018, 1, 1), dt.date(2022, 12, 31)
-SITES = ("internal", "external")
+SITE_NAMES = ("internal", "external")
 Scores = dict[str, dict[str, float]]  # head key -> {"accuracy", "auc"} or {"mae"}
 
 
@@ -93,12 +93,6 @@ def cohort_preset(folder: Path) -> str | None:
         return None
 
 
-def _write_atomic(image: sitk.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    sitk.WriteImage(image, str(tmp), useCompression=True)
-    os.replace(tmp, path)
-
-
 def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int = 0,
                  progress: Callable[[float, str], None] | None = None, overwrite: bool = False,
                  config: PhantomConfig | None = None, preset: str = "mtsa-net") -> Path:
@@ -110,8 +104,8 @@ def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int 
     """
     if preset not in PHANTOMS:
         raise ValueError(f"preset must be one of {', '.join(PHANTOMS)}, not {preset!r}")
-    if site not in SITES:
-        raise ValueError(f"site must be one of {', '.join(SITES)}, not {site!r}")
+    if site not in SITE_NAMES:
+        raise ValueError(f"site must be one of {', '.join(SITE_NAMES)}, not {site!r}")
     phantom, config = PHANTOMS[preset], config or PhantomConfig()
     out_dir = Path(out_dir)
     csv_path = out_dir / "cases.csv"
@@ -129,18 +123,17 @@ def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int 
             progress(i / n_cases, f"case {case_id}")
         case = phantom.generate(case_seed, site, config)
         image_rel, mask_rel = f"imagesTr/{case_id}.nii.gz", f"labelsTr/{case_id}.nii.gz"
-        _write_atomic(case.image, out_dir / image_rel)
-        _write_atomic(case.mask, out_dir / mask_rel)
+        with atomic_outputs([out_dir / image_rel, out_dir / mask_rel]) as (image_tmp, mask_tmp):
+            sitk.WriteImage(case.image, str(image_tmp), useCompression=True)
+            sitk.WriteImage(case.mask, str(mask_tmp), useCompression=True)
         acquired = FIRST_DAY + dt.timedelta(days=int(np.random.default_rng(case_seed).integers(days + 1)))
         rows.append((case_id, image_rel, mask_rel, *(case.labels[c] for c in phantom.label_columns), site, acquired.isoformat()))
     info = {"preset": preset, "description": phantom.description, "site": site, "seed": seed, "cases": n_cases, "config": asdict(config)}
     (out_dir / "phantom.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    tmp = csv_path.with_name(".cases.csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_outputs([csv_path]) as (tmp,), open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(("case_id", "image", "mask", *phantom.label_columns, "site", "acquired"))
         writer.writerows(rows)
-    os.replace(tmp, csv_path)
     if progress:
         progress(1.0, f"{n_cases} cases in {out_dir}")
     return csv_path

@@ -1,8 +1,6 @@
-"""Per-case geometry: the patient's deformation of MNI space and the scanner's acquisition grid.
-
-Physical space is the deformed MNI space in LPS. ITK resampling needs the map physical -> MNI,
-so the deformation is stored that way: G(p) = A(p) + D(A(p)) (affine A, smooth displacement D).
-"""
+"""The scanner every phantom goes through: a site's ranges, one acquisition grid drawn from them,
+resampling with the slice profile, bias field, noise and storage type (PHANTOM.md "Scanner and
+site variation"). A phantom renders its patient on a 1 mm grid; this module scans it."""
 
 from __future__ import annotations
 
@@ -10,13 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from .brain.anatomy import Anatomy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SiteSpec:
     """Scanner ranges of one site (PHANTOM.md "Scanner and site variation")."""
 
@@ -24,18 +20,12 @@ class SiteSpec:
     thickness_mm: tuple[float, float]
     matrices: tuple[int, ...]
     orientations: tuple[str, ...]
-    max_oblique_deg: float
-    float_probability: float  # chance of a float32 file instead of int16
-    wm_value: tuple[float, float]  # WM intensity in file units (log-uniform)
-    bias: tuple[float, float]
-    noise: tuple[float, float]  # Rician sigma x WM
+    max_oblique_deg: float = 0.0
+    float_probability: float = 0.0  # chance of a float32 file instead of int16
+    wm_value: tuple[float, float] = (1.0, 1.0)  # reference tissue's intensity in file units (log-uniform)
+    bias: tuple[float, float] = (1.0, 1.0)  # MR: multiplicative field within these bounds
+    noise: tuple[float, float]  # MR: Rician sigma x reference tissue; CT: HU standard deviation
 
-
-SITES: dict[str, SiteSpec] = {
-    "internal": SiteSpec((0.9, 1.0), (1.0, 1.0), (256,), ("axial",), 0.0, 0.0, (900.0, 1300.0), (0.9, 1.1), (0.01, 0.02)),
-    "external": SiteSpec((0.4, 1.0), (0.9, 6.5), (192, 224, 256, 320, 384, 448, 512),
-                         ("axial", "axial", "sagittal", "coronal"), 15.0, 0.5, (100.0, 8000.0), (0.7, 1.3), (0.01, 0.06)),
-}
 
 # Direction cosines (columns: row, column, slice axes in LPS) of the standard acquisitions.
 BASE_DIRECTIONS = {
@@ -43,64 +33,6 @@ BASE_DIRECTIONS = {
     "sagittal": np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
     "coronal": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),
 }
-
-
-@dataclass
-class Deformation:
-    """The patient: random affine (scale, rotation about the brain centre) plus elastic field."""
-
-    affine: sitk.AffineTransform  # physical -> MNI (linear part only)
-    displacement: sitk.DisplacementFieldTransform  # MNI -> MNI
-    forward_linear: np.ndarray  # MNI -> physical linear part
-    centre: np.ndarray
-
-    @property
-    def transform(self) -> sitk.CompositeTransform:
-        return sitk.CompositeTransform([self.displacement, self.affine])  # applied right to left
-
-    def approx_to_physical(self, mni: np.ndarray) -> np.ndarray:
-        return self.centre + (np.asarray(mni) - self.centre) @ self.forward_linear.T
-
-    def to_physical(self, mni: np.ndarray) -> np.ndarray:
-        """Inverse of G by fixed-point iteration (D is smooth and small, so it contracts)."""
-        p = self.approx_to_physical(mni)
-        for _ in range(8):
-            a = np.array(self.affine.TransformPoint(tuple(p)))
-            d = np.array(self.displacement.TransformPoint(tuple(a))) - a
-            p = self.approx_to_physical(np.asarray(mni) - d)
-        return p
-
-    def jacobian_to_physical(self, physical: np.ndarray) -> np.ndarray:
-        """d(physical)/d(MNI) at a physical point, so lesions get their true physical size."""
-        t = self.transform
-        j = np.stack([(np.array(t.TransformPoint(tuple(physical + e))) - np.array(t.TransformPoint(tuple(physical - e)))) / 2.0
-                      for e in np.eye(3)], axis=1)
-        return np.linalg.inv(j)
-
-
-def draw_deformation(anat: Anatomy, rng: np.random.Generator, scale: tuple[float, float], max_rotation_deg: float,
-                     elastic_mm: float, elastic_smooth_mm: float) -> Deformation:
-    centre = anat.index_to_lps(np.argwhere(anat.brain).mean(0))
-    axis = rng.standard_normal(3)
-    rot = Rotation.from_rotvec(axis / np.linalg.norm(axis) * np.radians(rng.uniform(0.0, max_rotation_deg))).as_matrix()
-    forward = np.diag(rng.uniform(*scale, size=3)) @ rot
-    affine = sitk.AffineTransform(3)
-    affine.SetMatrix(tuple(np.linalg.inv(forward).ravel()))
-    affine.SetCenter(tuple(centre))
-
-    step = 6.0
-    shape = tuple(int(np.ceil(s / step)) + 1 for s in anat.shape)
-    field = np.stack([ndimage.gaussian_filter(rng.standard_normal(shape), elastic_smooth_mm / step) for _ in range(3)], -1)
-    field *= elastic_mm / max(float(np.sqrt((field**2).sum(-1).mean())), 1e-9)
-    taper = np.ones(shape)
-    for ax, n in enumerate(shape):  # zero at the border: no jump where the field ends
-        ramp = np.clip(np.minimum(np.arange(n), n - 1 - np.arange(n)) / 2.0, 0.0, 1.0)
-        taper *= ramp.reshape([-1 if a == ax else 1 for a in range(3)])
-    image = sitk.GetImageFromArray((field * taper[..., None]).astype(np.float64), isVector=True)
-    image.SetOrigin(tuple(anat.origin_lps))
-    image.SetSpacing((step, step, step))
-    image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
-    return Deformation(affine, sitk.DisplacementFieldTransform(image), forward, centre)
 
 
 @dataclass(frozen=True)
@@ -140,14 +72,13 @@ class Acquisition:
         return (self.direction.T @ (np.asarray(p) - self.origin)) / np.array(self.spacing)
 
 
-def draw_acquisition(rng: np.random.Generator, site: str | SiteSpec, head_points: np.ndarray, max_matrix: int | None,
+def draw_acquisition(rng: np.random.Generator, spec: SiteSpec, head_points: np.ndarray, max_matrix: int | None,
                      thickness_mm: tuple[float, float] | None = None) -> Acquisition:
     """Scanner draw: orientation first, then a matrix and spacing whose field of view holds the head
     (or body part: the other phantoms pass their own SiteSpec and points).
 
     ``thickness_mm`` replaces the site's slice-thickness range (domain randomisation of training data).
     """
-    spec = SITES[site] if isinstance(site, str) else site
     orientation = spec.orientations[int(rng.integers(len(spec.orientations)))]
     direction = BASE_DIRECTIONS[orientation]
     oblique = float(rng.uniform(0.0, spec.max_oblique_deg)) if spec.max_oblique_deg > 0 and rng.random() < 0.5 else 0.0
@@ -185,3 +116,35 @@ def bias_field(shape: tuple[int, ...], rng: np.random.Generator, amplitude: floa
     raw = c[0] * x + c[1] * y + c[2] * z + c[3] * x * x + c[4] * y * y + c[5] * z * z + c[6] * x * y + c[7] * y * z + c[8] * x * z
     raw -= raw.mean()
     return 1.0 + amplitude * raw / max(float(np.abs(raw).max()), 1e-6)
+
+
+def resample_profile(source: sitk.Image, acq: Acquisition, transform: sitk.Transform, n_sub: int,
+                     start: tuple[int, int, int] = (0, 0, 0), size: tuple[int, int, int] | None = None,
+                     outside: float = 0.0) -> np.ndarray:
+    """Linear resampling onto sub-slices, averaged to the slice profile -> [slice, row, col]."""
+    ref = acq.reference(n_sub, start, size)
+    out = sitk.GetArrayFromImage(sitk.Resample(source, ref, transform, sitk.sitkLinear, outside, sitk.sitkFloat32))
+    return out.reshape(-1, n_sub, *out.shape[1:]).mean(axis=1)
+
+
+def rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Magnitude of the signal plus complex Gaussian noise of std ``sigma`` (MR's noise)."""
+    s = np.float32(sigma)
+    n1 = rng.standard_normal(signal.shape, dtype=np.float32)
+    n2 = rng.standard_normal(signal.shape, dtype=np.float32)
+    return np.sqrt((signal + s * n1) ** 2 + (s * n2) ** 2)
+
+
+def stored(signal: np.ndarray, acq: Acquisition, top: int = 32767) -> np.ndarray:
+    """MR signal (x reference tissue) in the file's units and type: int16 clipped to [0, top], or float32."""
+    signal = signal * np.float32(acq.wm_value)
+    return np.clip(np.rint(signal), 0, top).astype(np.int16) if acq.dtype == "int16" else signal
+
+
+def on_grid(array: np.ndarray, acq: Acquisition) -> sitk.Image:
+    """An [slice, row, col] array as a SimpleITK image with the acquisition's geometry."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(acq.spacing)
+    image.SetOrigin(tuple(float(v) for v in acq.origin))
+    image.SetDirection(tuple(float(v) for v in acq.direction.ravel()))
+    return image

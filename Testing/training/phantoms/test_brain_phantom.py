@@ -17,7 +17,8 @@ from training.phantoms.brain.generate import (  # noqa: E402
     generate_case,
 )
 from training.phantoms.registry import write_cohort  # noqa: E402
-from training.phantoms.scanner import SITES, draw_acquisition  # noqa: E402
+from training.phantoms.brain.generate import SITES  # noqa: E402
+from training.phantoms.scanner import draw_acquisition  # noqa: E402
 
 CHEAP = PhantomConfig(max_matrix=128, vessels=(20, 30))
 
@@ -56,14 +57,14 @@ def test_lesion_enhances_and_oedema_is_outside_mask(case):
 def test_external_geometry_varies_within_ranges():
     points = load_anatomy().head_points
     spec = SITES["external"]
-    acqs = [draw_acquisition(np.random.default_rng(s), "external", points, None) for s in range(60)]
+    acqs = [draw_acquisition(np.random.default_rng(s), SITES["external"], points, None) for s in range(60)]
     assert any(not np.allclose(np.abs(a.direction), np.eye(3)) for a in acqs)
     for a in acqs:
         assert spec.in_plane_mm[0] <= a.in_plane_mm <= spec.in_plane_mm[1]
         assert spec.thickness_mm[0] <= a.thickness_mm <= spec.thickness_mm[1]
         assert 192 <= a.matrix <= 512
         assert np.allclose(a.direction.T @ a.direction, np.eye(3))
-    internal = draw_acquisition(np.random.default_rng(0), "internal", points, None)
+    internal = draw_acquisition(np.random.default_rng(0), SITES["internal"], points, None)
     assert internal.matrix == 256 and internal.thickness_mm == 1.0 and np.allclose(internal.direction, np.eye(3))
 
 

@@ -20,7 +20,7 @@ from scipy import integrate
 
 from training.phantoms import breast as phantom_breast
 from training.phantoms import liver as phantom_liver
-from training.phantoms.body import count_logpmf, lognormal_logpdf
+from training.phantoms.distributions import count_logpmf, lognormal_logpdf
 from training.phantoms.brain.generate import PhantomConfig
 from training.phantoms.registry import (
     PHANTOMS,

@@ -1,5 +1,5 @@
 """MNI152 anatomy for the phantom: the cached, case-independent maps (tissue, distances, regions,
-sinus centre-lines) and the per-case T1-CE rendering on the cropped 1 mm MNI grid.
+dural folds, skull-base structures, sinus centre-lines) on the cropped 1 mm MNI grid.
 
 Arrays are [z, y, x] on the crop; MNI space is expressed in LPS mm (nilearn's affine is RAS:
 LPS = diag(-1, -1, 1) RAS), so the crop is a SimpleITK image with direction diag(-1, -1, 1).
@@ -30,6 +30,9 @@ class Anatomy:
     vessel_seeds: np.ndarray  # flat indices of sulcal / surface CSF where vessels start
     choroid: np.ndarray  # flat indices of choroid plexus (ventricular atria)
     falx: np.ndarray  # flat indices of the interhemispheric dural fold
+    tentorium: np.ndarray  # flat indices of the dural fold over the cerebellum
+    pituitary: np.ndarray  # flat indices of the pituitary gland (enhances in every T1-CE scan)
+    cavernous: np.ndarray  # flat indices of the cavernous sinuses beside it
     sinuses: list[tuple[np.ndarray, float]]  # (centre-line points LPS, relative radius)
     head_points: np.ndarray  # LPS points on the scalp surface, to size the field of view
 
@@ -116,11 +119,19 @@ def load_anatomy(margin_mm: int = 18) -> Anatomy:
             c = np.argwhere(atrium).mean(0)
             choroid |= ventricle & (((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 7.0**2)
     falx = brain & (np.abs(x_ras) < 0.5) & (csf > 0.5) & (z_ras > 10) & (depth < 40)
+    # The tentorium: a dural sheet on the cerebellum's upper surface, in the CSF or just outside the brain.
+    above = ndimage.binary_dilation(cerebellum, iterations=2) & ~cerebellum & (z_ras > -40 - 0.3 * (y_ras + 40))
+    tentorium = above & (y_ras < -35) & ((~brain & (outside < 2.0)) | (csf > 0.3))
+    # Pituitary and cavernous sinuses at the skull base (MNI ~ (0, 2, -36) and (+-14, 0, -32)), outside the parenchyma.
+    skull_base = ~brain | (csf > 0.5)
+    pituitary = skull_base & ((x_ras / 6.0) ** 2 + ((y_ras - 2.0) / 5.0) ** 2 + ((z_ras + 36.0) / 4.0) ** 2 <= 1.0)
+    cavernous = skull_base & ((((np.abs(x_ras) - 14.0) / 4.0) ** 2 + (y_ras / 9.0) ** 2 + ((z_ras + 32.0) / 5.0) ** 2) <= 1.0)
 
     anat = Anatomy(
         origin_lps=origin_lps, gm=gm, wm=wm, csf=csf, brain=brain, depth=depth, outside=outside,
         regions={k: np.flatnonzero(v) for k, v in (("junction", junction), ("cerebellum", cerebellum), ("parenchyma", parenchyma))},
         vessel_seeds=np.flatnonzero(vessel_seeds), choroid=np.flatnonzero(choroid), falx=np.flatnonzero(falx),
+        tentorium=np.flatnonzero(tentorium), pituitary=np.flatnonzero(pituitary), cavernous=np.flatnonzero(cavernous),
         sinuses=[], head_points=np.empty((0, 3)),
     )
     # Sinus centre-lines 2.5 mm outside the brain surface (LPS): superior sagittal down to the
@@ -150,102 +161,3 @@ def load_anatomy(margin_mm: int = 18) -> Anatomy:
     pts = pts[np.random.default_rng(0).choice(len(pts), size=min(4000, len(pts)), replace=False)]
     return Anatomy(**{**anat.__dict__, "sinuses": [(sss, 1.0), (transverse[0], 0.9), (transverse[1], 0.9), (straight, 0.6)],
                       "head_points": anat.index_to_lps(pts)})
-
-
-def stamp_tubes(shape: tuple[int, ...], points: np.ndarray, radii: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Anti-aliased tubes from centre-line samples (crop index coords): max weight and weight x level.
-
-    Weight = clip(r + 0.5 - distance, 0, 1): a sub-voxel vessel still leaves a partial-volume trace.
-    """
-    weight = np.zeros(int(np.prod(shape)), np.float32)
-    value = np.zeros_like(weight)
-    if len(points) == 0:
-        return weight.reshape(shape), value.reshape(shape)
-    for reach in np.unique(np.ceil(radii + 0.5).astype(int)):
-        sel = np.ceil(radii + 0.5).astype(int) == reach
-        offs = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
-        base = np.rint(points[sel]).astype(int)
-        vox = base[:, None, :] + offs[None]
-        dist = np.linalg.norm(vox - points[sel][:, None, :], axis=-1)
-        w = np.clip(radii[sel][:, None] + 0.5 - dist, 0.0, 1.0)
-        ok = np.all((vox >= 0) & (vox < shape), axis=-1) & (w > 0)
-        flat = np.ravel_multi_index(tuple(vox[ok].T), shape)
-        np.maximum.at(weight, flat, w[ok])
-        np.maximum.at(value, flat, (w * levels[sel][:, None])[ok])
-    return weight.reshape(shape), value.reshape(shape)
-
-
-def vessel_paths(anat: Anatomy, rng: np.random.Generator, n_vessels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Smooth random walks from sulcal CSF: thin bright tubes, the main false-positive source."""
-    seeds = anat.vessel_seeds[rng.integers(0, len(anat.vessel_seeds), n_vessels)]
-    return tube_walks(rng, anat.outside < 2.0, seeds, (0.35, 1.3), (1.3, 2.2), (40, 200), 0.18)  # 20-100 mm
-
-
-def tube_walks(rng: np.random.Generator, allowed: np.ndarray, seeds: np.ndarray, radius_mm: tuple[float, float],
-               level: tuple[float, float], steps: tuple[float, float], turn: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Smooth random walks of 0.5 mm steps from each seed (flat index) while inside ``allowed``:
-    centre-line points (index coords), radii tapering by 40% and one level per tube."""
-    pts, radii, levels = [], [], []
-    for seed in seeds:
-        p = np.array(np.unravel_index(seed, allowed.shape), float)
-        d = rng.standard_normal(3)
-        d /= np.linalg.norm(d)
-        r0 = float(np.exp(rng.uniform(*np.log(radius_mm))))
-        value = float(rng.uniform(*level))
-        n_steps = int(rng.uniform(*steps))
-        for k in range(n_steps):
-            d = d + turn * rng.standard_normal(3)
-            d /= np.linalg.norm(d)
-            p = p + 0.5 * d
-            i = np.rint(p).astype(int)
-            if np.any(i < 0) or np.any(i >= allowed.shape) or not allowed[tuple(i)]:
-                break
-            pts.append(p.copy())
-            radii.append(r0 * (1.0 - 0.4 * k / n_steps))
-            levels.append(value)
-    return np.array(pts).reshape(-1, 3), np.array(radii), np.array(levels)
-
-
-def render_background(anat: Anatomy, rng: np.random.Generator, dr: float, n_vessels: int) -> np.ndarray:
-    """T1-CE normal anatomy in units of WM intensity: tissue mix, dura, skull and scalp, enhancing
-    dural folds, sinuses, choroid plexus and vessels. dr in [0, 1] widens the contrast knobs."""
-    gm_level = rng.uniform(0.58 - 0.13 * dr, 0.72 + 0.08 * dr)
-    csf_level = rng.uniform(0.12, 0.25 + 0.15 * dr)
-    image = (anat.wm + gm_level * anat.gm + csf_level * anat.csf).astype(np.float32)
-
-    # Layers outside the brain, as a piecewise-linear profile of the distance to the brain mask.
-    gap = rng.uniform(0.8, 2.0)
-    dura = rng.uniform(1.0, 1.8)
-    skull = rng.uniform(4.0, 8.0)
-    scalp = rng.uniform(4.0, 7.0)
-    dura_level = rng.uniform(1.1, 1.5 + 0.3 * dr)
-    diploe = rng.uniform(0.4, 0.75)
-    fat = rng.uniform(1.15, 1.6 + 0.2 * dr)
-    b = gap + dura
-    knots = [0.0, gap, gap + 0.3, b - 0.3, b, b + 0.8, b + 0.35 * skull, b + 0.65 * skull, b + skull - 0.8, b + skull,
-             b + skull + 1.0, b + skull + 1.6, b + skull + scalp, b + skull + scalp + 0.6]
-    values = [csf_level, csf_level, dura_level, dura_level, 0.05, 0.05, diploe, diploe, 0.05, 0.05, 0.5, fat, fat, 0.0]
-    out = ~anat.brain
-    image[out] = np.interp(anat.outside[out], knots, values).astype(np.float32)
-    image.flat[anat.falx] = 0.8 * dura_level
-
-    choroid_level = rng.uniform(1.3, 1.9)
-    image.flat[anat.choroid] = choroid_level * (1.0 + 0.08 * rng.standard_normal(len(anat.choroid))).astype(np.float32)
-
-    sinus_pts, sinus_r, sinus_l = [], [], []
-    sinus_radius = rng.uniform(2.5, 4.0)
-    sinus_level = rng.uniform(1.6, 2.4)
-    for line, rel in anat.sinuses:
-        if len(line) < 2:
-            continue
-        seg = np.linalg.norm(np.diff(line, axis=0), axis=1)
-        s = np.concatenate([[0.0], np.cumsum(seg)])
-        t = np.arange(0.0, s[-1], 0.7)
-        dense = np.stack([np.interp(t, s, line[:, i]) for i in range(3)], -1)
-        sinus_pts.append(anat.lps_to_index(dense))
-        sinus_r.append(np.full(len(t), sinus_radius * rel))
-        sinus_l.append(np.full(len(t), sinus_level))
-    v_pts, v_r, v_l = vessel_paths(anat, rng, n_vessels)
-    w, v = stamp_tubes(anat.shape, np.concatenate(sinus_pts + [v_pts]), np.concatenate(sinus_r + [v_r]), np.concatenate(sinus_l + [v_l]))
-    image = image * (1.0 - w) + v
-    return image

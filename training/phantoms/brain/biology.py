@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..body import count_logpmf, draw_count, uniform_logpdf
+from ..distributions import count_logpmf, draw_count, uniform_logpdf
 
 P_MUTANT = 0.55
 MAX_LESIONS = 8
@@ -30,8 +30,10 @@ class Biology:
 
 
 BIOLOGY: dict[str, Biology] = {
-    "mutant": Biology(1.4, 11.0, 0.45, (3.0, 35.0), 0.25, (0.3, 1.3), (0.04, 0.14)),
-    "wild-type": Biology(0.8, 15.0, 0.45, (3.0, 40.0), 0.55, (0.5, 1.8), (0.06, 0.18)),
+    "mutant": Biology(extra_lesions_mean=1.4, diameter_median_mm=11.0, diameter_sigma_log=0.45, diameter_clip_mm=(3.0, 35.0),
+                      necrosis_probability=0.25, oedema_extent=(0.3, 1.3), texture=(0.04, 0.14)),
+    "wild-type": Biology(extra_lesions_mean=0.8, diameter_median_mm=15.0, diameter_sigma_log=0.45, diameter_clip_mm=(3.0, 40.0),
+                         necrosis_probability=0.55, oedema_extent=(0.5, 1.8), texture=(0.06, 0.18)),
 }
 
 

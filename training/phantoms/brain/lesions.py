@@ -10,9 +10,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from ..scanner import Deformation
 from .anatomy import Anatomy
+from .appearance import Appearance
 from .biology import LesionBiology
+from .deformation import Deformation
 
 REGION_PROBABILITIES = {"junction": 0.70, "cerebellum": 0.15, "parenchyma": 0.15}
 MAX_PERTURBATION = 0.18  # relative amplitude of the low-frequency surface perturbation
@@ -58,16 +59,19 @@ class LesionRenderer:
     """Geometry of one lesion on its crop box: signed distance to the irregular surface (mm)."""
 
     def __init__(self, anat: Anatomy, deformation: Deformation, rng: np.random.Generator, bio: LesionBiology,
-                 centre_index: np.ndarray, fluid: bool = False):
-        """``fluid``: a cystic metastasis whose core holds fluid, about as dark as CSF (0.15-0.35 x WM),
-        as in the large cysts of public sets; same draws, so other lesions are unchanged."""
+                 centre_index: np.ndarray, look: Appearance, fluid: bool = False):
+        """``fluid``: a cystic metastasis with a thin rim around fluid about as dark as CSF, as in the
+        large cysts of public sets. Intensities come from the case's ``look``."""
         self.bio = bio
+        self.look = look
+        self.centre_index = np.asarray(centre_index, float)
         self.radius = bio.diameter_mm / 2.0
         self.axes = self.radius * np.array([1.0, *rng.uniform(0.7, 1.0, 2)])
-        self.rim_mm = float(rng.uniform(1.0, 3.0))
-        self.enhancement = float(rng.uniform(1.3, 2.0))
-        self.necrosis_level = float(rng.uniform(0.3, 0.7)) * (0.5 if fluid else 1.0)
-        self.oedema_level = float(rng.uniform(0.75, 0.9))
+        self.rim_mm = float(rng.uniform(0.8, 2.0) if fluid else rng.uniform(1.0, 3.0))
+        self.enhancement = float(rng.uniform(*look.enhancement))
+        self.necrosis_level = float(rng.uniform(*(look.fluid if fluid else look.necrosis)))
+        self.oedema_level = float(rng.uniform(*look.oedema))
+        self.haemorrhagic = bool(rng.random() < look.haemorrhage)
         self.centre_lps = deformation.to_physical(anat.index_to_lps(centre_index))
         jac = deformation.jacobian_to_physical(self.centre_lps)
         reach = (self.radius * (1 + MAX_PERTURBATION) * (1 + 1.3 * bio.oedema_extent) + 3.0) * SIZE_SLACK
@@ -82,10 +86,24 @@ class LesionRenderer:
         n = np.where(dist[..., None] > 1e-6, u / np.maximum(dist, 1e-6)[..., None], np.array([1.0, 0.0, 0.0]))
         surface = 1.0 / np.sqrt(((n / self.axes) ** 2).sum(-1))
         self.sd = dist - surface * (1.0 + rng.uniform(0.08, MAX_PERTURBATION) * _direction_field(rng, n))
-        self.rim_field = self.rim_mm * (1.0 + 0.3 * _direction_field(rng, n))
+        self.rim_field = self.rim_mm * (1.0 + look.rim_irregularity * _direction_field(rng, n))
         self.oedema_field = bio.oedema_extent * self.radius * (1.0 + 0.3 * _direction_field(rng, n))
         noise = ndimage.gaussian_filter(rng.standard_normal(self.sd.shape), 0.8)
         self.texture_field = (noise - noise.mean()) / max(float(noise.std()), 1e-9)
+
+    def apply_mass_effect(self, image: np.ndarray) -> None:
+        """Push the surrounding tissue outwards (a large lesion displaces its neighbourhood): the
+        image around the lesion is resampled from nearer the centre, fading out at the box's edge."""
+        strength = self.look.mass_effect * self.radius
+        if strength < 0.5:
+            return
+        zyx = np.stack(np.meshgrid(*[np.arange(s.start, s.stop, dtype=np.float32) for s in self.box], indexing="ij"))
+        d = zyx - self.centre_index.astype(np.float32)[:, None, None, None]
+        r = np.sqrt((d**2).sum(0)) + 1e-3
+        reach = float(min(s.stop - s.start for s in self.box)) / 2.0
+        shift = strength * (self.radius / np.maximum(r, self.radius)) ** 2 * np.clip((reach - r) / (0.3 * reach), 0.0, 1.0)
+        source = self.centre_index.astype(np.float32)[:, None, None, None] + d * (np.maximum(r - shift, 0.0) / r)
+        image[self.box] = ndimage.map_coordinates(image, source, order=1, mode="nearest")
 
     def apply_oedema(self, image: np.ndarray, wm: np.ndarray) -> None:
         """Darken towards the oedema level (never brighten darker tissue), mostly in white matter."""
@@ -101,6 +119,9 @@ class LesionRenderer:
         if self.bio.necrotic:
             core = np.clip(0.5 - (self.sd + self.rim_field), 0.0, 1.0)
             value = value * (1.0 - core) + core * self.necrosis_level * (1.0 + 0.05 * self.texture_field)
+        if self.haemorrhagic:  # blood products: T1-bright blotches whatever the enhancement
+            blood = np.clip(2.0 * (self.texture_field - 0.8), 0.0, 1.0) * (self.sd < -1.0)
+            value = value * (1.0 - blood) + blood * max(self.enhancement, 1.2)
         region = image[self.box]
         region += occ * (value - region)
         np.maximum(occupancy[self.box], occ, out=occupancy[self.box])

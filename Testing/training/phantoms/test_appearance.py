@@ -1,0 +1,41 @@
+"""The phantom's appearance: textbook draws stay within PHANTOM.md, randomised ones are wide but keep
+tumour enhancing, and randomising the look never changes the label-carrying biology."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nilearn")
+
+from training.phantoms.brain.appearance import ENHANCEMENT, NECROSIS, OEDEMA, randomised, textbook  # noqa: E402
+from training.phantoms.brain.generate import PhantomConfig, generate_case  # noqa: E402
+
+CHEAP = PhantomConfig(max_matrix=96)
+
+
+def test_textbook_is_phantom_md() -> None:
+    for seed in range(50):
+        look = textbook(np.random.default_rng(seed))
+        assert look.textbook and 0.58 <= look.gm <= 0.72 and 0.12 <= look.csf <= 0.25
+        assert (look.enhancement, look.necrosis, look.oedema) == (ENHANCEMENT, NECROSIS, OEDEMA)
+
+
+def test_randomised_looks_are_wide_and_tumour_always_enhances() -> None:
+    looks = [randomised(np.random.default_rng(seed)) for seed in range(400)]
+    gm = np.array([look.gm for look in looks])
+    assert gm.min() < 0.3 and gm.max() > 1.2  # orderings beyond the textbook: grey matter darker or brighter than white
+    low = np.array([look.enhancement[0] for look in looks])
+    assert low.min() < 1.3 and max(look.enhancement[1] for look in looks) > 3.0
+    for look in looks:
+        assert look.enhancement[0] > 1.05 * max(1.0, look.gm, look.csf)  # brighter than any parenchyma around it
+        assert look.necrosis[1] < look.enhancement[0] and not look.textbook
+
+
+def test_randomising_the_look_keeps_the_biology() -> None:
+    plain = generate_case(4, "internal", config=CHEAP)
+    wide = generate_case(4, "internal", config=PhantomConfig(max_matrix=96, domain_randomisation=1.0))
+    assert wide.acquisition["appearance"] == "randomised" and plain.acquisition["appearance"] == "textbook"
+    keys = ("diameter_mm", "necrotic", "oedema_extent", "texture", "region")
+    assert plain.egfr == wide.egfr
+    assert [{k: les[k] for k in keys} for les in plain.lesions] == [{k: les[k] for k in keys} for les in wide.lesions]
