@@ -1,130 +1,122 @@
-"""Small composable augmentations on one 2.5D sample: image [C, S, S] float32 (normalised, >= 0),
-mask [S, S] uint8.
+"""On-the-fly augmentation of one 2.5D sample: image [C, S, S] float32 (normalised, >= 0), mask [S, S].
 
-Each transform takes the sample and a ``numpy.random.Generator`` and returns a new sample; the
-dataset seeds that generator per (seed, epoch, sample), so a run is reproducible whatever the
-number of DataLoader workers. Geometric transforms move image and mask together; intensity
-transforms touch only the image. They mimic what PHANTOM.md varies between scanners (bias field,
-noise, contrast) plus small pose changes; all are cheap enough for a 2-core CPU to keep pace.
+What a scanner of another hospital does to an image, drawn anew for every sample so that no two
+epochs see the same picture: pose (flip, in-plane rotation and scale), resolution (blur,
+anisotropic downsampling), k-space artefacts (motion, ghosting, spikes), bias field, contrast
+(gamma, a random monotonic intensity curve), global scale and Rician noise. The per-tissue
+appearance itself is randomised when the phantom is rendered (``phantoms.brain.appearance``);
+this adds the acquisition on top, per slice.
+
+The transforms are TorchIO's (MONAI's for the intensity curve): a sample is a TorchIO subject whose
+third spatial axis holds the context slices, so in-plane operations move all channels and the mask
+together. Every draw comes from the ``numpy.random.Generator`` the dataset passes (seeded per
+seed, epoch and sample), through a forked torch RNG, so a run is reproducible whatever the number
+of DataLoader workers and the trainer's own random state is untouched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
 
 import numpy as np
-from scipy import ndimage
+import torch
+import torchio as tio
+from monai.transforms import RandHistogramShift
 
 Sample = tuple[np.ndarray, np.ndarray]
 
 
-class Transform(Protocol):
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample: ...
-
-
 @dataclass(frozen=True)
-class Compose:
-    transforms: Sequence[Transform]
+class AugmentConfig:
+    """Probabilities and ranges; intensities are in normalised units (tissue median = 1)."""
+
+    flip: float = 0.5
+    affine: float = 0.7
+    max_rotation_deg: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.2)
+    blur: float = 0.25
+    anisotropy: float = 0.15
+    motion: float = 0.1
+    ghosting: float = 0.1
+    spike: float = 0.05
+    bias: float = 0.3
+    gamma: float = 0.4
+    curve: float = 0.25  # random monotonic intensity mapping (MONAI RandHistogramShift)
+    intensity_scale: tuple[float, float] = (0.75, 1.35)
+    noise: float = 0.5
+    max_noise: float = 0.08  # Rician sigma x tissue median
+    clip_max: float = 4.0  # the preprocessing's clip: augmented images stay in its range
+
+
+class RicianNoise(tio.IntensityTransform):
+    """Magnitude of the image plus complex Gaussian noise of a random std (MR's noise)."""
+
+    def __init__(self, max_std: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_std = max_std
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        std = float(torch.rand(1)) * self.max_std
+        for image in self.get_images(subject):
+            x = image.data
+            image.set_data(torch.sqrt((x + std * torch.randn_like(x)) ** 2 + (std * torch.randn_like(x)) ** 2))
+        return subject
+
+
+class IntensityScale(tio.IntensityTransform):
+    """A global factor: the tissue-median normalisation lands differently on skull-stripped and whole-head scans."""
+
+    def __init__(self, bounds: tuple[float, float], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bounds = bounds
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
+        factor = float(np.exp(lo + float(torch.rand(1)) * (hi - lo)))
+        for image in self.get_images(subject):
+            image.set_data(image.data * factor)
+        return subject
+
+
+class ScannerAugmentation:
+    """``augment(image, mask, rng) -> (image, mask)`` for ``SliceDataset``."""
+
+    def __init__(self, cfg: AugmentConfig = AugmentConfig()) -> None:
+        self.cfg = cfg
+        in_plane = (0, 1)
+        self.transform = tio.Compose([
+            tio.RandomFlip(axes=(1,), flip_probability=1.0, p=cfg.flip),  # left-right: the flip brain anatomy tolerates
+            tio.RandomAffine(scales=(*cfg.scale, *cfg.scale, 1.0, 1.0), degrees=(0, 0, 0, 0, -cfg.max_rotation_deg, cfg.max_rotation_deg),
+                             translation=(-4, 4, -4, 4, 0, 0), isotropic=False, p=cfg.affine),
+            tio.RandomBlur(std=(0.0, 1.2, 0.0, 1.2, 0.0, 0.0), p=cfg.blur),
+            tio.RandomAnisotropy(axes=in_plane, downsampling=(1.5, 3.0), p=cfg.anisotropy),
+            tio.RandomMotion(degrees=4.0, translation=4.0, num_transforms=2, p=cfg.motion),
+            tio.RandomGhosting(num_ghosts=(2, 6), axes=in_plane, intensity=(0.2, 0.6), p=cfg.ghosting),
+            tio.RandomSpike(num_spikes=1, intensity=(0.1, 0.4), p=cfg.spike),
+            tio.RandomBiasField(coefficients=0.35, order=3, p=cfg.bias),
+            tio.RandomGamma(log_gamma=(-0.35, 0.35), p=cfg.gamma),
+            IntensityScale(cfg.intensity_scale),
+            RicianNoise(cfg.max_noise, p=cfg.noise),
+        ])
+        self.curve = RandHistogramShift(num_control_points=(4, 8), prob=cfg.curve)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
-        for t in self.transforms:
-            image, mask = t(image, mask, rng)
-        return image, mask
+        seed = int(rng.integers(2**31 - 1))
+        channels = image.shape[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            subject = tio.Subject(
+                image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(image.transpose(1, 2, 0)))[None]),
+                mask=tio.LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(mask))[None, :, :, None].repeat(1, 1, 1, channels)),
+            )
+            out = self.transform(subject)
+            x = out["image"].data[0].permute(2, 0, 1)
+            self.curve.set_random_state(seed)
+            x = torch.as_tensor(self.curve(x))
+        x = torch.clamp(x, 0.0, self.cfg.clip_max)
+        return x.numpy().astype(np.float32, copy=False), out["mask"].data[0, :, :, channels // 2].numpy().astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class RandFlip:
-    """Mirror along an in-plane axis (-1: left-right, the flip brain anatomy tolerates)."""
-
-    p: float = 0.5
-    axis: int = -1
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return image, mask
-        return np.flip(image, self.axis).copy(), np.flip(mask, self.axis).copy()
-
-
-@dataclass(frozen=True)
-class RandAffine:
-    """Small in-plane rotation and isotropic scaling about the centre (bilinear image, nearest mask)."""
-
-    p: float = 0.5
-    max_rotation_deg: float = 10.0
-    scale_range: tuple[float, float] = (0.9, 1.1)
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return image, mask
-        angle = np.deg2rad(rng.uniform(-self.max_rotation_deg, self.max_rotation_deg))
-        scale = rng.uniform(*self.scale_range)
-        # affine_transform maps output coordinates to input ones: the inverse rotation / scaling.
-        c, s = np.cos(angle) / scale, np.sin(angle) / scale
-        matrix = np.array([[c, -s], [s, c]])
-        centre = (np.array(mask.shape) - 1) / 2
-        offset = centre - matrix @ centre
-        warped = np.stack(
-            [ndimage.affine_transform(ch, matrix, offset, order=1, mode="constant", cval=0.0) for ch in image]
-        )
-        warped_mask = ndimage.affine_transform(mask, matrix, offset, order=0, mode="constant", cval=0)
-        return warped.astype(np.float32, copy=False), warped_mask
-
-
-@dataclass(frozen=True)
-class RandGamma:
-    """Contrast change x -> top * (x / top) ** gamma on the normalised intensities (top = clip max)."""
-
-    p: float = 0.5
-    gamma_range: tuple[float, float] = (0.7, 1.5)
-    top: float = 4.0
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return image, mask
-        gamma = np.exp(rng.uniform(np.log(self.gamma_range[0]), np.log(self.gamma_range[1])))
-        x = np.clip(image, 0, None) / self.top
-        return (self.top * x**gamma).astype(np.float32), mask
-
-
-@dataclass(frozen=True)
-class RandBiasField:
-    """Smooth multiplicative field exp(quadratic polynomial), within [1 - strength, 1 + strength]-ish.
-
-    Normalisation divides by the tissue median of the whole volume, so a scanner's bias field
-    survives it; the network should not depend on it.
-    """
-
-    p: float = 0.5
-    strength: float = 0.3
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return image, mask
-        h, w = image.shape[-2:]
-        y, x = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32), np.linspace(-1, 1, w, dtype=np.float32), indexing="ij")
-        terms = np.stack([x, y, x * y, x * x, y * y])
-        coeffs = rng.uniform(-1, 1, size=5).astype(np.float32)
-        field = np.tensordot(coeffs, terms, axes=1)
-        field *= np.log1p(self.strength) / max(float(np.abs(field).max()), 1e-6)
-        return (image * np.exp(field)).astype(np.float32), mask
-
-
-@dataclass(frozen=True)
-class RandNoise:
-    """Additive Gaussian noise of a random std (normalised units: white matter is about 1)."""
-
-    p: float = 0.5
-    max_std: float = 0.05
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return image, mask
-        std = rng.uniform(0, self.max_std)
-        noise = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(std)
-        return np.clip(image + noise, 0, None), mask
-
-
-def default_augmentation(clip_max: float = 4.0) -> Compose:
-    """The trainer's default: flip, pose, contrast, bias field, noise."""
-    return Compose([RandFlip(), RandAffine(), RandGamma(top=clip_max), RandBiasField(), RandNoise()])
+def default_augmentation(clip_max: float = 4.0) -> ScannerAugmentation:
+    """The trainer's default: pose, resolution, artefacts, bias, contrast, scale and noise."""
+    return ScannerAugmentation(AugmentConfig(clip_max=clip_max))
