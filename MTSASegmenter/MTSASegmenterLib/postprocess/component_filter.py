@@ -17,23 +17,29 @@ from .lesion_features import equivalent_diameter_mm
 from .lesions import label_components
 from .patient_model import LogisticModel
 
-COMPONENT_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "mean_intensity", "mean_intensity_squared",
-                      "max_intensity", "shell_contrast", "elongation", "flatness", "log_depth_mm", "height_ratio")
+MEASURED_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "mean_intensity", "mean_intensity_squared",
+                     "max_intensity", "shell_contrast", "elongation", "flatness", "log_depth_mm", "height_ratio")
+# What a filter is fitted on: size, certainty and shape, not brightness. Intensities relative to the
+# tissue median differ between scanners and contrasts (a real metastasis can be 1.2 or 3 x white
+# matter), so a filter that learned the phantom's brightness drops real lesions; filters fitted
+# before (the intensity features included) still work, each model naming its own features.
+COMPONENT_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "elongation", "flatness", "log_depth_mm",
+                      "height_ratio")
 TISSUE_LEVEL = 0.3  # normalised intensity above which a voxel counts as tissue (for the depth below its surface)
 SHELL_MM = 3.0  # the surroundings a component is compared with
 
 
 def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx: tuple[float, float, float],
-                       threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                       threshold: float = 0.5, names: tuple[str, ...] = COMPONENT_FEATURES) -> tuple[np.ndarray, np.ndarray]:
     """(labels, features): the 26-connected components of ``probability >= threshold`` on the model
-    grid and one row of ``COMPONENT_FEATURES`` per component (row i is label i + 1).
+    grid and one row of the features ``names`` (of ``MEASURED_FEATURES``) per component (row i is label i + 1).
 
     ``volume`` is the normalised model-grid volume (intensity / tissue median), so the features do
     not depend on the scanner's units.
     """
     labels, n = label_components(probability >= threshold)
     if n == 0:
-        return labels, np.zeros((0, len(COMPONENT_FEATURES)))
+        return labels, np.zeros((0, len(names)))
     index = np.arange(1, n + 1)
     spacing = np.asarray(spacing_zyx, dtype=float)
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
@@ -59,7 +65,7 @@ def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx:
         np.log(np.maximum(np.asarray(ndimage.mean(depth, labels, index)), 0.5)),
         heights / np.array([equivalent_diameter_mm(v) for v in volume_ml]),
     ])
-    return labels, features
+    return labels, features[:, [MEASURED_FEATURES.index(name) for name in names]]
 
 
 def _shape(component: np.ndarray, spacing: np.ndarray) -> tuple[float, float]:
@@ -75,7 +81,7 @@ def drop_unlikely_components(probability: np.ndarray, volume: np.ndarray, spacin
                              model: LogisticModel, min_probability: float, threshold: float = 0.5) -> int:
     """Zero, in place, each component the model gives less than ``min_probability`` of being a
     lesion; returns how many were dropped."""
-    labels, features = component_features(probability, volume, spacing_zyx, threshold)
+    labels, features = component_features(probability, volume, spacing_zyx, threshold, model.features)
     return drop_scored_components(probability, labels, model.probabilities(features), min_probability)
 
 

@@ -20,6 +20,7 @@ from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from MTSASegmenterLib.postprocess.aggregation import aggregate_lesion_logistic
 from MTSASegmenterLib.postprocess.component_filter import (
     COMPONENT_FEATURES,
+    MEASURED_FEATURES,
     component_features,
     drop_unlikely_components,
 )
@@ -220,11 +221,11 @@ def _tube_and_blob(rng: np.random.Generator, shift: int) -> tuple[np.ndarray, np
 
 def test_component_features_tell_a_tube_from_a_ball() -> None:
     volume, probability, truth = _tube_and_blob(np.random.default_rng(0), 0)
-    labels, features = component_features(probability, volume, SPACING)
-    assert features.shape == (2, len(COMPONENT_FEATURES))
+    assert component_features(probability, volume, SPACING)[1].shape == (2, len(COMPONENT_FEATURES))
+    labels, features = component_features(probability, volume, SPACING, names=MEASURED_FEATURES)
     row = {int(labels[truth].max()) - 1: "ball"}
     ball, tube = (features[i] for i in sorted(range(2), key=lambda i: row.get(i) != "ball"))
-    f = dict(zip(COMPONENT_FEATURES, zip(ball, tube)))
+    f = dict(zip(MEASURED_FEATURES, zip(ball, tube)))
     assert abs(np.exp(f["log_volume_ml"][0]) - 4 / 3 * np.pi * 0.216) < 0.1  # a 12 mm ball: 0.90 mL
     assert f["elongation"][0] < 0.2 < 1.0 < f["elongation"][1]
     assert abs(f["mean_intensity"][0] - 2.0) < 0.01 and f["mean_intensity_squared"][0] == pytest.approx(f["mean_intensity"][0] ** 2)
@@ -240,7 +241,8 @@ def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
     assert table[0] == {"min_component_probability": 0.0, "lesion_sensitivity": 1.0, "fp_per_patient": 1.0}
     chosen = next(r for r in table if r["min_component_probability"] == threshold)
     assert chosen["fp_per_patient"] == 0.0 and chosen["lesion_sensitivity"] == 1.0 and threshold > 0
-    assert LogisticModel.from_dict(model).features == COMPONENT_FEATURES
+    assert LogisticModel.from_dict(model).features == COMPONENT_FEATURES  # brightness plays no part: it does not transfer
+    assert not {"mean_intensity", "max_intensity", "shell_contrast"} & set(COMPONENT_FEATURES)
     volume, probability, truth = patients[0].volume, patients[0].probability.copy(), patients[0].truth
     assert drop_unlikely_components(probability, volume, SPACING, LogisticModel.from_dict(model), threshold) == 1
     assert np.array_equal(probability >= 0.5, truth)
