@@ -115,6 +115,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ("fit-head", "training.train.fit_head", "fit the patient-level EGFR model (lesion features) of a trained network"),
         ("evaluate", "training.evaluation.evaluate", "evaluate a checkpoint on a cohort folder"),
         ("ablations", "training.train.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
+        ("check-real", "training.evaluation.real_cases", "predict the real scans of MTSA_REAL_DATA and compare with their references"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)  # the module's own parser answers --help
         p.set_defaults(func=None, module=module, command=name)
