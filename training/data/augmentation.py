@@ -107,7 +107,7 @@ class ScannerAugmentation:
             torch.manual_seed(seed)
             subject = tio.Subject(
                 image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(image.transpose(1, 2, 0)))[None]),
-                mask=tio.LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(mask))[None, :, :, None].repeat(1, 1, 1, channels)),
+                mask=tio.LabelMap(tensor=torch.from_numpy(np.array(mask, dtype=np.uint8))[None, :, :, None].repeat(1, 1, 1, channels)),
             )
             out = self.transform(subject)
             x = out["image"].data[0].permute(2, 0, 1)

@@ -120,10 +120,9 @@ def _ellipse_sd(x, y, cx, cy, ax, ay):
     return (r - 1.0) * min(ax, ay)
 
 
-def render(rng: np.random.Generator, tumours: list[Tumour], contrast: float) -> tuple[Scene, list[dict]]:
-    """Upper abdomen on a 1 mm grid: body wall, fat, spine, aorta, IVC, kidneys, spleen, stomach
-    and a two-lobed liver with enhancing vessels; then the tumours inside the liver."""
-    grid = RenderGrid.around(np.array([-185.0, -135.0, 0.0]), np.array([185.0, 135.0, 185.0]))
+def _abdomen(rng: np.random.Generator, grid: RenderGrid, contrast: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+    """(image, signed distance to the inside of the abdominal wall, organ texture, body half-axes):
+    body wall, fat, spine, aorta, IVC, kidneys, spleen and stomach in HU on the 1 mm grid."""
     x, y, z = grid.coordinates()
     shape = grid.shape
     ax, ay = rng.uniform(140, 175), rng.uniform(95, 125)
@@ -154,14 +153,23 @@ def render(rng: np.random.Generator, tumours: list[Tumour], contrast: float) -> 
     st = ellipsoid_sdf(grid, np.array([55.0, -50, 120]), np.array([45.0, 35, 40]) * rng.uniform(0.7, 1.1), np.eye(3))
     put(st, 20.0 + 5 * noise)  # stomach contents
     put(np.maximum(st, 132.0 - z), -950.0)  # air cap on top
+    return img, body + fat_mm + wall_mm, noise, (ax, ay)
 
+
+def render(rng: np.random.Generator, tumours: list[Tumour], contrast: float) -> tuple[Scene, list[dict]]:
+    """Upper abdomen on a 1 mm grid (``_abdomen``) and a two-lobed liver with enhancing vessels;
+    then the tumours inside the liver."""
+    grid = RenderGrid.around(np.array([-185.0, -135.0, 0.0]), np.array([185.0, 135.0, 185.0]))
+    img, wall_sd, noise, (ax, ay) = _abdomen(rng, grid, contrast)
+    shape = grid.shape
+    enh = lambda hu: np.float32(contrast * hu)  # noqa: E731  enhancement above the unenhanced value
     rot = Rotation.from_rotvec(rng.normal(0, 0.08, 3)).as_matrix()
     right = ellipsoid_sdf(grid, np.array([-55.0, -5, 90]) + rng.normal(0, 5, 3), np.array([90.0, 80, 75]) * rng.uniform(0.9, 1.1, 3), rot)
     left = ellipsoid_sdf(grid, np.array([35.0, -45, 105]) + rng.normal(0, 5, 3), np.array([60.0, 32, 40]) * rng.uniform(0.85, 1.15, 3), rot)
     k = 12.0  # smooth union
     h = np.clip(0.5 + 0.5 * (left - right) / k, 0.0, 1.0)
     liver_sd = right * h + left * (1 - h) - k * h * (1 - h) + 8.0 * smooth_noise(rng, shape, 15.0)
-    liver_sd = np.maximum(liver_sd, body + fat_mm + wall_mm + 2.0)  # stays inside the wall
+    liver_sd = np.maximum(liver_sd, wall_sd + 2.0)  # stays inside the wall
     liver = liver_sd < 0
     liver_hu = np.float32(55 + enh(rng.uniform(12, 25)))
     img[liver] = (liver_hu + 4.0 * noise)[liver]

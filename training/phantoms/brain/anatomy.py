@@ -68,80 +68,72 @@ def _ray_exit(brain: np.ndarray, anat_to_index, start: np.ndarray, direction: np
     return pts[np.flatnonzero(inside)[-1]]
 
 
-@lru_cache(maxsize=2)
-def load_anatomy(margin_mm: int = 18) -> Anatomy:
-    """Load nilearn's MNI152 2009a 1 mm maps (offline) and precompute what every case reuses."""
+def _mni_maps(margin_mm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(brain mask, GM, WM, LPS origin) of nilearn's MNI152 2009a 1 mm maps, cropped to the brain
+    plus a head margin (zero-padded: the brain mask touches the grid's bottom); arrays [z, y, x]."""
     from nilearn import datasets
 
     def arr(img) -> np.ndarray:  # nilearn [i, j, k] (RAS) -> [z, y, x]
         return np.ascontiguousarray(np.asanyarray(img.dataobj, dtype=np.float32).transpose(2, 1, 0))
 
     mask_img = datasets.load_mni152_brain_mask(resolution=1)
-    affine = mask_img.affine
     brain_full = arr(mask_img) > 0.5
-    gm_full = arr(datasets.load_mni152_gm_template(resolution=1))
-    wm_full = arr(datasets.load_mni152_wm_template(resolution=1))
     nz = np.argwhere(brain_full)
-    lo = nz.min(0) - margin_mm
-    hi = nz.max(0) + margin_mm + 1
+    lo, hi = nz.min(0) - margin_mm, nz.max(0) + margin_mm + 1
     shape = tuple(int(v) for v in hi - lo)
 
-    def crop(a: np.ndarray) -> np.ndarray:  # zero-padded crop: the brain mask touches the grid bottom
+    def crop(a: np.ndarray) -> np.ndarray:
         out = np.zeros(shape, a.dtype)
-        s_lo = np.maximum(lo, 0)
-        s_hi = np.minimum(hi, a.shape)
-        d_lo = s_lo - lo
-        out[tuple(slice(d, d + (e - s)) for d, s, e in zip(d_lo, s_lo, s_hi))] = a[tuple(slice(s, e) for s, e in zip(s_lo, s_hi))]
+        s_lo, s_hi = np.maximum(lo, 0), np.minimum(hi, a.shape)
+        out[tuple(slice(d, d + (e - s)) for d, s, e in zip(s_lo - lo, s_lo, s_hi))] = a[tuple(slice(s, e) for s, e in zip(s_lo, s_hi))]
         return out
 
     brain = crop(brain_full)
-    gm = crop(gm_full) * brain
-    wm = crop(wm_full) * brain
-    csf = np.clip(1.0 - gm - wm, 0.0, 1.0) * brain
-    ras0 = affine[:3, :3] @ np.array([lo[2], lo[1], lo[0]], float) + affine[:3, 3]
-    origin_lps = ras0 * np.array([-1.0, -1.0, 1.0])
-    depth = ndimage.distance_transform_edt(brain).astype(np.float32)
-    outside = ndimage.distance_transform_edt(~brain).astype(np.float32)
+    gm = crop(arr(datasets.load_mni152_gm_template(resolution=1))) * brain
+    wm = crop(arr(datasets.load_mni152_wm_template(resolution=1))) * brain
+    ras0 = mask_img.affine[:3, :3] @ np.array([lo[2], lo[1], lo[0]], float) + mask_img.affine[:3, 3]
+    return brain, gm, wm, ras0 * np.array([-1.0, -1.0, 1.0])
 
-    zz, yy, xx = np.indices(shape, dtype=np.float32)
-    x_ras = -(origin_lps[0] - xx)
-    y_ras = -(origin_lps[1] - yy)
-    z_ras = origin_lps[2] + zz
+
+def _structures(brain: np.ndarray, gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, depth: np.ndarray, outside: np.ndarray,
+                origin_lps: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean maps of the lesion regions and of the structures that enhance in every T1-CE scan."""
+    zz, yy, xx = np.indices(brain.shape, dtype=np.float32)
+    x_ras, y_ras, z_ras = -(origin_lps[0] - xx), -(origin_lps[1] - yy), origin_lps[2] + zz
     cerebellum = brain & (y_ras < -40) & (z_ras < -20 - 0.2 * (y_ras + 40)) & ~((np.abs(x_ras) < 9) & (y_ras > -52))
-    junction = brain & (gm > 0.25) & (wm > 0.25) & ~cerebellum & (depth > 3)
-    parenchyma = brain & (gm + wm > 0.6) & (depth > 3)
-    vessel_seeds = brain & (csf > 0.5) & (depth < 25)
     ventricle = brain & (csf > 0.6) & (depth > 10)
-    choroid = np.zeros(shape, bool)
+    choroid = np.zeros(brain.shape, bool)
     for side in (-1, 1):
         atrium = ventricle & (side * x_ras > 15) & (side * x_ras < 35) & (y_ras > -50) & (y_ras < -25) & (z_ras > 0) & (z_ras < 25)
         if atrium.any():
             c = np.argwhere(atrium).mean(0)
             choroid |= ventricle & (((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 7.0**2)
-    falx = brain & (np.abs(x_ras) < 0.5) & (csf > 0.5) & (z_ras > 10) & (depth < 40)
     # The tentorium: a dural sheet on the cerebellum's upper surface, in the CSF or just outside the brain.
     above = ndimage.binary_dilation(cerebellum, iterations=2) & ~cerebellum & (z_ras > -40 - 0.3 * (y_ras + 40))
-    tentorium = above & (y_ras < -35) & ((~brain & (outside < 2.0)) | (csf > 0.3))
     # Pituitary and cavernous sinuses at the skull base (MNI ~ (0, 2, -36) and (+-14, 0, -32)), outside the parenchyma.
     skull_base = ~brain | (csf > 0.5)
-    pituitary = skull_base & ((x_ras / 6.0) ** 2 + ((y_ras - 2.0) / 5.0) ** 2 + ((z_ras + 36.0) / 4.0) ** 2 <= 1.0)
-    cavernous = skull_base & ((((np.abs(x_ras) - 14.0) / 4.0) ** 2 + (y_ras / 9.0) ** 2 + ((z_ras + 32.0) / 5.0) ** 2) <= 1.0)
+    return {
+        "cerebellum": cerebellum,
+        "junction": brain & (gm > 0.25) & (wm > 0.25) & ~cerebellum & (depth > 3),
+        "parenchyma": brain & (gm + wm > 0.6) & (depth > 3),
+        "vessel_seeds": brain & (csf > 0.5) & (depth < 25),
+        "choroid": choroid,
+        "falx": brain & (np.abs(x_ras) < 0.5) & (csf > 0.5) & (z_ras > 10) & (depth < 40),
+        "tentorium": above & (y_ras < -35) & ((~brain & (outside < 2.0)) | (csf > 0.3)),
+        "pituitary": skull_base & ((x_ras / 6.0) ** 2 + ((y_ras - 2.0) / 5.0) ** 2 + ((z_ras + 36.0) / 4.0) ** 2 <= 1.0),
+        "cavernous": skull_base & ((((np.abs(x_ras) - 14.0) / 4.0) ** 2 + (y_ras / 9.0) ** 2 + ((z_ras + 32.0) / 5.0) ** 2) <= 1.0),
+    }
 
-    anat = Anatomy(
-        origin_lps=origin_lps, gm=gm, wm=wm, csf=csf, brain=brain, depth=depth, outside=outside,
-        regions={k: np.flatnonzero(v) for k, v in (("junction", junction), ("cerebellum", cerebellum), ("parenchyma", parenchyma))},
-        vessel_seeds=np.flatnonzero(vessel_seeds), choroid=np.flatnonzero(choroid), falx=np.flatnonzero(falx),
-        tentorium=np.flatnonzero(tentorium), pituitary=np.flatnonzero(pituitary), cavernous=np.flatnonzero(cavernous),
-        sinuses=[], head_points=np.empty((0, 3)),
-    )
-    # Sinus centre-lines 2.5 mm outside the brain surface (LPS): superior sagittal down to the
-    # torcular, transverse sinuses around the cerebellum, straight sinus to the vein of Galen.
+
+def _sinus_lines(anat: "Anatomy") -> list[tuple[np.ndarray, float]]:
+    """Sinus centre-lines 2.5 mm outside the brain surface (LPS) with their relative calibre: superior
+    sagittal down to the torcular, transverse sinuses around the cerebellum, straight sinus to the vein of Galen."""
     to_index = anat.lps_to_index
     centre = np.array([0.0, 18.0, 10.0])  # LPS of RAS (0, -18, 10)
     sss = []
     for theta in np.radians(np.arange(15.0, 197.0, 2.0)):
         ray = np.array([0.0, -np.cos(theta), np.sin(theta)])
-        p = _ray_exit(brain, to_index, centre, ray)
+        p = _ray_exit(anat.brain, to_index, centre, ray)
         if p is not None:
             sss.append(p + 2.5 * ray)
     sss = np.array(sss)
@@ -152,12 +144,29 @@ def load_anatomy(margin_mm: int = 18) -> Anatomy:
         for phi in np.radians(np.arange(0.0, 80.0, 3.0)):
             ray = np.array([side * np.sin(phi), np.cos(phi), -0.12 * phi])
             ray /= np.linalg.norm(ray)
-            p = _ray_exit(brain, to_index, np.array([0.0, 50.0, torcular[2]]), ray)
+            p = _ray_exit(anat.brain, to_index, np.array([0.0, 50.0, torcular[2]]), ray)
             if p is not None:
                 pts.append(p + 2.5 * ray)
         transverse.append(np.array(pts))
     straight = np.linspace(torcular, np.array([0.0, 45.0, 5.0]), 40)
+    return [(sss, 1.0), (transverse[0], 0.9), (transverse[1], 0.9), (straight, 0.6)]
+
+
+@lru_cache(maxsize=2)
+def load_anatomy(margin_mm: int = 18) -> Anatomy:
+    """Load nilearn's MNI152 2009a 1 mm maps (offline) and precompute what every case reuses."""
+    brain, gm, wm, origin_lps = _mni_maps(margin_mm)
+    csf = np.clip(1.0 - gm - wm, 0.0, 1.0) * brain
+    depth = ndimage.distance_transform_edt(brain).astype(np.float32)
+    outside = ndimage.distance_transform_edt(~brain).astype(np.float32)
+    found = _structures(brain, gm, wm, csf, depth, outside, origin_lps)
+    flat = {k: np.flatnonzero(v) for k, v in found.items()}
+    anat = Anatomy(
+        origin_lps=origin_lps, gm=gm, wm=wm, csf=csf, brain=brain, depth=depth, outside=outside,
+        regions={k: flat[k] for k in ("junction", "cerebellum", "parenchyma")},
+        vessel_seeds=flat["vessel_seeds"], choroid=flat["choroid"], falx=flat["falx"], tentorium=flat["tentorium"],
+        pituitary=flat["pituitary"], cavernous=flat["cavernous"], sinuses=[], head_points=np.empty((0, 3)),
+    )
     pts = np.argwhere((outside > margin_mm - 5) & (outside < margin_mm - 4))
     pts = pts[np.random.default_rng(0).choice(len(pts), size=min(4000, len(pts)), replace=False)]
-    return Anatomy(**{**anat.__dict__, "sinuses": [(sss, 1.0), (transverse[0], 0.9), (transverse[1], 0.9), (straight, 0.6)],
-                      "head_points": anat.index_to_lps(pts)})
+    return Anatomy(**{**anat.__dict__, "sinuses": _sinus_lines(anat), "head_points": anat.index_to_lps(pts)})
