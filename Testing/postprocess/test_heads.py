@@ -69,14 +69,28 @@ def test_each_head_gets_its_own_softmax_and_answer() -> None:
     assert values["ER"][3] == pytest.approx([1 / (1 + np.e**2), np.e**2 / (1 + np.e**2)])
     assert values["Subtype"][3] == pytest.approx([1 / 3] * 3) and values["Ki-67"][4] == pytest.approx([10.0])
     areas = {3: 50.0, 4: 40.0, 9: 0.0}  # slice 9 shows no GTV: never used
-    subtype = head_answer(BREAST[2], areas, values["Subtype"])
-    assert subtype["slices_used"] == [3] and subtype["call"] in BREAST[2].classes
-    ki67 = head_answer(BREAST[3], areas, values["Ki-67"])
-    assert ki67["slices_used"] == [3] and ki67["value"] == pytest.approx(30.0) and ki67["unit"] == "%"
-    er = head_answer(BREAST[1], areas, values["ER"])
-    assert er["call"] == "positive" and er["classes"] == ["negative", "positive"]
-    none = head_answer(BREAST[3], {3: 0.0}, values["Ki-67"])
-    assert none["value"] is None and none["slices_used"] == []
+    positions = {3: 6.0, 4: 8.0, 9: 18.0}
+    subtype = head_answer(BREAST[2], values["Subtype"], areas, positions)
+    assert subtype.slices_used == [3] and subtype.call == "luminal A" and subtype.text() == "Subtype luminal A (p=0.33)"
+    ki67 = head_answer(BREAST[3], values["Ki-67"], areas, positions)
+    assert ki67.slices_used == [3] and ki67.value == pytest.approx(30.0) and ki67.text() == "Ki-67 30.0 %"
+    er = head_answer(BREAST[1], values["ER"], areas, positions)
+    assert er.call == "positive" and er.text() == f"ER positive (p={np.e**2 / (1 + np.e**2):.2f})"
+    entry = er.to_dict()
+    assert entry["classes"] == ["negative", "positive"] and entry["kind"] == "binary" and "evidence" not in entry
+    assert entry["slice_gtv_area_mm2"] == {"3": 50.0, "4": 40.0} and entry["slice_position_mm"] == {"3": 6.0, "4": 8.0, "9": 18.0}
+    none = head_answer(BREAST[3], values["Ki-67"], {3: 0.0}, positions)
+    assert none.value is None and none.slices_used == [] and none.text() == "Ki-67 indeterminate"
+    assert head_answer(BREAST[2], values["Subtype"], {}, positions).to_dict()["probabilities"] is None
+
+
+def test_a_binary_head_calls_positive_only_above_its_threshold() -> None:
+    task = TaskSpec("Response", "binary", ("non-response", "response"), threshold=0.5)
+    at = head_answer(task, {1: np.array([0.5, 0.5])}, {1: 10.0}, {1: 0.0})
+    above = head_answer(task, {1: np.array([0.4, 0.6])}, {1: 10.0}, {1: 0.0})
+    empty = head_answer(task, {1: np.array([0.4, 0.6])}, {1: 0.0}, {1: 0.0})
+    assert (at.call, above.call, empty.call, empty.probability) == ("non-response", "response", "indeterminate", None)
+    assert above.text() == "Response response (p=0.60)" and empty.text() == "Response indeterminate"
 
 
 def _breast_cohort(folder: Path) -> Path:

@@ -135,7 +135,7 @@ class EgfrCall:
 
 def patient_egfr(prediction: Prediction, model: LoadedModel) -> EgfrCall | None:
     """The report's call; for a classification-only model the mean over tissue slices (see module doc)."""
-    task = model.egfr_task()
+    task = model.head("egfr")
     if task is None:
         return None
     if model.task("segmentation") is not None:
@@ -203,7 +203,7 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
 def _slice_picture(path: Path, case: Case, prediction: Prediction, egfr: EgfrCall, model: LoadedModel) -> None:
     from .plots import slice_probability_plot
 
-    values = slice_values(model.tasks, prediction.slices.class_logits)[model.egfr_task().name]
+    values = slice_values(model.tasks, prediction.slices.class_logits)[model.head("egfr").name]
     z = np.array(sorted(values), dtype=int)
     pixel_mm2 = model.preprocess.spacing_mm**2
     areas = None

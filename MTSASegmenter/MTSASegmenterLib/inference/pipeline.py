@@ -161,10 +161,7 @@ def build_report(
     for task in model.tasks:
         if not task.is_head:
             continue
-        head = head_answer(task, areas, values[task.name], measured)
-        head["slice_gtv_area_mm2"] = {str(z): round(a, 2) for z, a in sorted(areas.items()) if a > 0}
-        head["slice_position_mm"] = {str(z): round(float(positions[z]), 3) for z in sorted(values[task.name])}
-        report[task.key] = head
+        report[task.key] = head_answer(task, values[task.name], areas, positions, measured).to_dict()
         report["heads"].append(task.key)
     return report
 

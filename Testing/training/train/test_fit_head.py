@@ -17,7 +17,7 @@ from MTSASegmenterLib.errors import CheckpointError
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
-from MTSASegmenterLib.postprocess.aggregation import aggregate_lesion_logistic
+from MTSASegmenterLib.postprocess.aggregation import lesion_logistic
 from MTSASegmenterLib.postprocess.component_filter import (
     COMPONENT_FEATURES,
     component_features,
@@ -119,10 +119,10 @@ def test_lesion_head_reports_its_evidence_and_is_indeterminate_without_gtv() -> 
     model = LogisticModel(FEATURES, tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES),
                           tuple(1.0 if f == "lesion_count" else 0.0 for f in FEATURES), -1.5)
     lesions = [LesionFeatures(12.0, 0.0, 0.1, 0.1)] * 2
-    head = aggregate_lesion_logistic({3: 50.0}, {3: 0.2}, lesions, model)
-    assert head["call"] == "mutant" and abs(head["probability"] - 1 / (1 + np.exp(-0.5))) < 1e-9
-    assert head["evidence"]["logit_contributions"]["lesion_count"] == 2.0 and len(head["evidence"]["lesions"]) == 2
-    assert aggregate_lesion_logistic({3: 0.0}, {3: 0.2}, [], model)["call"] == "indeterminate"
+    head = lesion_logistic({3: 50.0}, {3: 0.2}, lesions, model)
+    assert abs(head.probability - 1 / (1 + np.exp(-0.5))) < 1e-9 and head.slice_probability == 0.2
+    assert head.evidence.logit_contributions["lesion_count"] == 2.0 and len(head.evidence.lesions) == 2
+    assert lesion_logistic({3: 0.0}, {3: 0.2}, [], model).probability is None
 
 
 def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
