@@ -127,7 +127,7 @@ def test_train_predict_and_evaluate_a_model_with_several_heads(tmp_path: Path) -
     assert {"train_er", "train_subtype", "train_ki-67"} <= set(log[0])
 
     case = read_cohort(cohort)[0]
-    report = predict_volume(read_image(case.image), model, device="cpu").report
+    report = predict_volume(read_image(case.image), model, device="cpu").report.to_dict()
     assert report["heads"] == ["er", "subtype", "ki-67"] and "egfr" not in report
     assert report["ki-67"]["kind"] == "regression" and report["subtype"]["classes"] == list(BREAST[2].classes)
 

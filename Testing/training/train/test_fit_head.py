@@ -170,8 +170,8 @@ def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tm
     gtv, head = saved["tasks"]
     assert head == response
     fitted = replace(model, tasks=saved["tasks"])
-    lesions = predict_volume(read_image(read_cohort(cohort)[0].image), fitted, device="cpu").report["gtv"]["lesions"]
-    assert len(lesions) == 2 and len(predict_volume(read_image(read_cohort(cohort)[0].image), model, device="cpu").report["gtv"]["lesions"]) == 3
+    lesions = predict_volume(read_image(read_cohort(cohort)[0].image), fitted, device="cpu").report.gtv.lesions
+    assert len(lesions) == 2 and len(predict_volume(read_image(read_cohort(cohort)[0].image), model, device="cpu").report.gtv.lesions) == 3
     rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
     assert len(rows) == 6 and "egfr" not in rows[0] and float(rows[0]["lesion_count"]) == 2.0
 
@@ -187,7 +187,7 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     loaded = load_checkpoint(out)
     assert loaded.task("binary").aggregation == "lesion_logistic"
     assert LogisticModel.from_dict(loaded.task("binary").patient_model).features == PATIENT_FEATURES
-    report = predict_volume(read_image(cases[0].image), loaded, device="cpu").report
+    report = predict_volume(read_image(cases[0].image), loaded, device="cpu").report.to_dict()
     gtv = loaded.task("segmentation")
     assert report["gtv"]["postprocessing"]["min_component_probability"] == gtv.min_component_probability
     assert report["gtv"]["postprocessing"]["component_model"] == bool(gtv.component_model)
