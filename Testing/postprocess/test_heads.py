@@ -16,6 +16,7 @@ from MTSASegmenterLib.config import (
     NetConfig,
     PreprocessConfig,
     TaskSpec,
+    check_compatible,
     head_slices,
 )
 from MTSASegmenterLib.errors import CheckpointError
@@ -50,6 +51,23 @@ def test_task_spec_rules() -> None:
     with pytest.raises(ValueError, match="kind"):
         TaskSpec("X", "survival")
     assert TaskSpec.from_dict(BREAST[3].to_dict()) == BREAST[3]
+
+
+def test_each_task_field_belongs_to_its_kinds() -> None:
+    """One flat TaskSpec (checkpoints store all 14 fields), but a field set on the wrong kind is refused."""
+    assert len(GTV.to_dict()) == 14 and TaskSpec.from_dict(GTV.to_dict()) == GTV
+    with pytest.raises(ValueError, match=r"segmentation task has no classes \(for binary/multiclass\), threshold"):
+        TaskSpec("GTV", "segmentation", classes=("a", "b"), threshold=0.3)
+    with pytest.raises(ValueError, match="regression task has no min_peak"):
+        TaskSpec("Ki-67", "regression", min_peak=0.5)
+    with pytest.raises(ValueError, match="multiclass task has no threshold"):
+        TaskSpec("Subtype", "multiclass", ("a", "b"), threshold=0.7)
+    with pytest.raises(ValueError, match="needs its patient_model"):
+        TaskSpec("EGFR", "binary", ("wild-type", "mutant"), aggregation="lesion_logistic")
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        TaskSpec("Subtype", "multiclass", ("a", "b"), aggregation="median")
+    with pytest.raises(ValueError, match="task names must differ"):
+        check_compatible(NetConfig(in_channels=3, num_classes=4), PreprocessConfig(), [GTV, BREAST[1], TaskSpec("er", "binary", ("a", "b"))])
 
 
 def test_checkpoint_keeps_the_task_list_and_refuses_a_mismatch(tmp_path: Path) -> None:

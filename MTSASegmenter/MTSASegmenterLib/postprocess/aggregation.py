@@ -18,12 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import AGGREGATIONS
 from .lesion_features import LesionFeatures, patient_features
 from .patient_model import LogisticModel
 
-TOP_AREA_HALF_MEAN = "top_area_half_mean"
-LESION_LOGISTIC = "lesion_logistic"
-RULES = (TOP_AREA_HALF_MEAN, LESION_LOGISTIC)
+TOP_AREA_HALF_MEAN, LESION_LOGISTIC = AGGREGATIONS  # the names TaskSpec.aggregation takes
 
 
 @dataclass(frozen=True)
