@@ -12,8 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import lesion_volume
-from MTSASegmenterLib.cli import main
+import torch
+from helpers import TINY_NET, TINY_PREP, lesion_volume, stand_in
+from MTSASegmenterLib.cli import main, summary_line
+from MTSASegmenterLib.config import NetConfig, PreprocessConfig
+from MTSASegmenterLib.inference.pipeline import predict_volume
+from MTSASegmenterLib.model.checkpoint import load_checkpoint, save_checkpoint
+from MTSASegmenterLib.model.network import MTSANet
+from MTSASegmenterLib.model.presets import PRESETS
 
 slicerio = pytest.importorskip("slicerio")
 
@@ -55,6 +61,48 @@ def test_predict_writes_segmentation_and_report(tmp_path, capsys, tiny_checkpoin
     assert (out / "patient 1.json").read_bytes() == before
     code, err = run(capsys, "predict", str(path), "--model", str(tiny_checkpoint), "--out", str(out), "--overwrite")
     assert code == 0, err
+
+
+def preset_checkpoint(folder: Path, preset: str) -> Path:
+    """A tiny untrained checkpoint with a preset's tasks, intensity mapping and network options."""
+    spec = PRESETS[preset]
+    net = NetConfig.from_dict({**TINY_NET.to_dict(), "num_classes": sum(t.outputs for t in spec.tasks), **spec.net})
+    torch.manual_seed(0)
+    return save_checkpoint(folder / f"{preset}.pt", MTSANet(net), net, PreprocessConfig.from_dict({**TINY_PREP.to_dict(), **spec.preprocess}),
+                           spec.tasks)
+
+
+def head_text(head: dict) -> str:
+    if head["kind"] == "regression":
+        return f"{head['name']} indeterminate" if head["value"] is None else f"{head['name']} {head['value']:.1f} {head['unit']}"
+    probability = head.get("probability", (head.get("probabilities") or {}).get(head["call"]))
+    return f"{head['name']} {head['call']}" + ("" if probability is None else f" (p={probability:.2f})")
+
+
+@pytest.mark.parametrize("preset", ["hcc-tace", "breast-dce"])
+def test_predict_prints_the_heads_of_a_liver_or_breast_model(preset, tmp_path, capsys):
+    """Each of the model's own heads is printed, never MTSA-Net's 'EGFR n/a' (issue 14)."""
+    path = tmp_path / "case.nrrd"
+    sitk.WriteImage(lesion_volume()[0], str(path))
+    checkpoint = preset_checkpoint(tmp_path, preset)
+    assert main(["predict", str(path), "--model", str(checkpoint), "--out", str(tmp_path / "out")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    report = json.loads((tmp_path / "out" / "case.json").read_text())
+    assert report["heads"] == [t.key for t in PRESETS[preset].tasks if t.is_head] and "EGFR" not in line
+    assert line.startswith("case: ") and line.endswith(" s on cpu")
+    assert ", ".join(head_text(report[key]) for key in report["heads"]) in line
+    model = load_checkpoint(checkpoint)
+    assert model.head("egfr") is None and [model.head(t.label_column) for t in model.heads] == model.heads
+
+
+def test_summary_line_gives_a_preset_heads_answer():
+    """A GTV is found (the brightness rule), so the liver model's response head answers with a probability."""
+    model = stand_in(tasks=PRESETS["hcc-tace"].tasks)
+    report = predict_volume(lesion_volume()[0], model, device="cpu", case="liver 1").report
+    answer = report.heads["response"]
+    assert answer.probability is not None and answer.call in ("non-response", "response")
+    line = summary_line(report)
+    assert line.startswith(f"liver 1: 1 lesion(s), GTV {report.gtv.volume_ml:.2f} mL, Response {answer.call} (p={answer.probability:.2f}), ")
 
 
 def test_same_input_and_model_give_the_same_output(tmp_path, capsys, tiny_checkpoint):

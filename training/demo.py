@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     finally:
         close()
     write_prediction_files(
-        targets, result.mask, result.report,
+        targets, result.mask, result.report.to_dict(),
         picture=lambda path: write_overlay(path, result.grid, result.volume, result.mask, phantom.mask), segment=result.segment,
     )
 
@@ -63,9 +63,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     true_lesions = find_lesions(phantom.mask)
     print(summary_line(result.report))
     print(f"  image {'x'.join(map(str, phantom.image.GetSize()))} at {', '.join(f'{s:.2f}' for s in phantom.image.GetSpacing())} mm")
-    print(f"  truth:     {len(true_lesions)} lesion(s), GTV {sum(l.volume_ml for l in true_lesions):.2f} mL, EGFR {phantom.egfr}")
-    print(f"  predicted: {len(result.report['gtv']['lesions'])} lesion(s), GTV {result.report['gtv']['volume_ml']:.2f} mL, "
-          f"EGFR {result.report['egfr']['call']}")
+    print(f"  truth:     {len(true_lesions)} lesion(s), GTV {sum(les.volume_ml for les in true_lesions):.2f} mL, EGFR {phantom.egfr}")
+    print(f"  predicted: {len(result.report.gtv.lesions)} lesion(s), GTV {result.report.gtv.volume_ml:.2f} mL, "
+          f"EGFR {result.report.heads['egfr'].call}")
     print(f"  Dice {dice(predicted, truth):.3f}; lesions found {detection['n_detected']}/{detection['n_truth_lesions_evaluated']} "
           f"(>= 5 mm); false-positive lesions {detection['n_false_positive_lesions']}")
     print(f"  best possible EGFR accuracy on this synthetic biology: {best_possible_accuracy():.2f} (PHANTOM.md)")

@@ -11,14 +11,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
 from .progress import progress_bar
 
+if TYPE_CHECKING:
+    from .inference.report import Report
+
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="segment the GTV and call EGFR for each image")
+    p = sub.add_parser("predict", help="segment the GTV and answer the model's heads (EGFR for the bundled model) for each image")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="a file SimpleITK reads, or a DICOM series folder")
     p.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
@@ -62,24 +65,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         image = read_image(path)
         progress, close = progress_bar(case)
         try:
-            result = predict_volume(image, model, device=args.device, batch_size=args.batch_size, progress=progress, case=case, source=str(path))
+            result = predict_volume(image, model, device=args.device, batch_size=args.batch_size, progress=progress, case=case,
+                                    source=str(path), started=start)
         finally:
             close()
-        result.report["timing"]["total_s"] = round(time.perf_counter() - start, 3)
-        write_prediction_files(targets[path], result.mask, result.report, segment=result.segment)
+        write_prediction_files(targets[path], result.mask, result.report.to_dict(), segment=result.segment)
         print(summary_line(result.report))
     return 0
 
 
-def summary_line(report: dict) -> str:
-    gtv = report["gtv"]
-    egfr = report.get("egfr", {})
-    probability = egfr.get("probability")
-    egfr_text = f"EGFR {egfr.get('call', 'n/a')}" + (f" (p={probability:.2f})" if probability is not None else "")
-    return (
-        f"{report['case']}: {len(gtv['lesions'])} lesion(s), GTV {gtv['volume_ml']:.2f} mL, {egfr_text}, "
-        f"{report['timing']['total_s']:.1f} s on {report['device']}"
-    )
+def summary_line(report: Report) -> str:
+    """One line per case: the GTV, each of the model's heads, the time."""
+    heads = "".join(f"{answer.text()}, " for answer in report.heads.values())
+    return (f"{report.case}: {len(report.gtv.lesions)} lesion(s), GTV {report.gtv.volume_ml:.2f} mL, "
+            f"{heads}{report.timing.total_s:.1f} s on {report.device}")
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -112,7 +111,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ("synth", "training.phantoms.cli", "generate a synthetic cohort (brain MR of PHANTOM.md; --preset: liver CT, breast DCE-MRI)"),
         ("demo", "training.demo", "predict one synthetic case with the bundled model and compare with the truth"),
         ("train", "training.train.loop", "train MTSA-Net on a cohort folder"),
-        ("fit-head", "training.train.fit_head", "fit the patient-level EGFR model (lesion features) of a trained network"),
+        ("fit-head", "training.train.fit_head", "fit the GTV component filter and the lesion-feature patient model of a trained network"),
         ("evaluate", "training.evaluation.evaluate", "evaluate a checkpoint on a cohort folder"),
         ("ablations", "training.train.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
         ("check-real", "training.evaluation.real_cases", "predict the real scans of MTSA_REAL_DATA and compare with their references"),

@@ -6,7 +6,7 @@ checkpoint is loaded with ``torch.load(weights_only=True)``, which only admits p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import CheckpointError
@@ -120,6 +120,19 @@ class PreprocessConfig:
 
 
 TASK_KINDS = ("segmentation", "binary", "multiclass", "regression")
+HEAD_KINDS = TASK_KINDS[1:]
+AGGREGATIONS = ("top_area_half_mean", "lesion_logistic")  # patient-level rules, postprocess/aggregation.py
+
+# the kinds of task each field applies to; set on another kind, it is refused
+FIELD_KINDS: dict[str, tuple[str, ...]] = {
+    "classes": ("binary", "multiclass"), "aggregation": HEAD_KINDS, "threshold": ("binary",), "patient_model": ("binary",),
+    "column": HEAD_KINDS, "unit": ("regression",), "scale": ("regression",),
+    **dict.fromkeys(("min_peak", "min_volume_ml", "component_model", "min_component_probability", "terminology"), ("segmentation",)),
+}
+
+
+def _default(f) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 @dataclass(frozen=True)
@@ -130,37 +143,58 @@ class TaskSpec:
     Classification heads list their classes, positive class last for a binary head; a regression
     head learns ``value / scale`` (e.g. Ki-67 in percent with scale 100) and reports ``unit``.
     The classifier's outputs are the heads' outputs concatenated in task order.
+
+    One flat record, stored flat in checkpoints; each field belongs to the kinds in FIELD_KINDS,
+    and setting it on another kind is refused.
     """
 
     name: str
     kind: str  # one of TASK_KINDS
-    classes: tuple[str, ...] = ()  # for classification heads: class names, positive class last
-    aggregation: str = ""  # patient-level rule: "top_area_half_mean" (the paper's) or "lesion_logistic"
-    threshold: float = 0.5
+    # heads
+    classes: tuple[str, ...] = ()  # classification: class names, positive class last for a binary head
+    aggregation: str = ""  # patient-level rule, one of AGGREGATIONS ("": the first, the paper's)
+    threshold: float = 0.5  # binary: positive if the patient's probability exceeds it
     patient_model: dict[str, Any] = field(default_factory=dict)  # lesion_logistic: LogisticModel.to_dict()
-    column: str = ""
-    unit: str = ""
-    scale: float = 1.0
-    min_peak: float = 0.0  # segmentation: drop GTV components whose highest probability stays below this
-    min_volume_ml: float = 0.0  # segmentation: ... or that are smaller than this
-    component_model: dict[str, Any] = field(default_factory=dict)  # segmentation: LogisticModel over COMPONENT_FEATURES
-    min_component_probability: float = 0.0  # segmentation: drop components the component model rates below this
-    terminology: str = ""  # segmentation: key of terminology.TERMINOLOGIES (default: brain metastasis)
+    column: str = ""  # the cases.csv column of the labels ("": the name in lower case)
+    unit: str = ""  # regression
+    scale: float = 1.0  # regression: the network learns value / scale
+    # segmentation
+    min_peak: float = 0.0  # drop GTV components whose highest probability stays below this
+    min_volume_ml: float = 0.0  # ... or that are smaller than this
+    component_model: dict[str, Any] = field(default_factory=dict)  # LogisticModel over COMPONENT_FEATURES
+    min_component_probability: float = 0.0  # drop components the component model rates below this
+    terminology: str = ""  # key of terminology.TERMINOLOGIES (default: brain metastasis)
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
-        if self.terminology and (self.kind != "segmentation" or self.terminology not in TERMINOLOGIES):
-            raise ValueError(f"task {self.name!r}: terminology {self.terminology!r} is not one of {', '.join(TERMINOLOGIES)} "
-                             "(segmentation tasks only)")
+        misplaced = [f.name for f in fields(self) if f.name in FIELD_KINDS and self.kind not in FIELD_KINDS[f.name]
+                     and getattr(self, f.name) != _default(f)]
+        if misplaced:
+            where = [f"{m} (for {'/'.join(FIELD_KINDS[m])})" for m in misplaced]
+            raise ValueError(f"task {self.name!r}: a {self.kind} task has no {', '.join(where)}")
+        if self.kind == "segmentation":
+            self._check_segmentation()
+        else:
+            self._check_head()
+
+    def _check_segmentation(self) -> None:
+        if self.terminology and self.terminology not in TERMINOLOGIES:
+            raise ValueError(f"task {self.name!r}: terminology {self.terminology!r} is not one of {', '.join(TERMINOLOGIES)}")
         if not 0.0 <= self.min_component_probability < 1.0:
             raise ValueError(f"task {self.name!r}: min_component_probability must be in [0, 1), got {self.min_component_probability}")
+
+    def _check_head(self) -> None:
         if self.kind == "binary" and len(self.classes) != 2:
             raise ValueError(f"task {self.name!r}: a binary head needs exactly 2 classes, got {len(self.classes)}")
         if self.kind == "multiclass" and len(self.classes) < 2:
             raise ValueError(f"task {self.name!r}: a multiclass head needs at least 2 classes")
         if self.kind == "regression" and not self.scale > 0:
             raise ValueError(f"task {self.name!r}: scale must be positive")
+        if self.aggregation and self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"task {self.name!r}: aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}")
+        if (self.aggregation == "lesion_logistic") != bool(self.patient_model):
+            raise ValueError(f"task {self.name!r}: a lesion_logistic head needs its patient_model, and only it has one")
 
     @property
     def is_head(self) -> bool:
@@ -229,6 +263,9 @@ def check_compatible(net: NetConfig, preprocess: PreprocessConfig, tasks: "list[
                          f"({', '.join(f'{t.name}: {t.outputs}' for t in heads) or 'none'}) need {outputs}")
     if sum(t.kind == "segmentation" for t in tasks) > 1:
         raise ValueError("the task list holds more than one segmentation task")
+    keys = [t.key for t in tasks]
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"task names must differ (ignoring case), got {', '.join(t.name for t in tasks)}")
     if net.in_channels != preprocess.in_channels:
         raise ValueError(f"network expects {net.in_channels} input channels but preprocessing gives "
                          f"{preprocess.in_channels} (context_slices={preprocess.context_slices})")

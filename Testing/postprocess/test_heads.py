@@ -16,6 +16,7 @@ from MTSASegmenterLib.config import (
     NetConfig,
     PreprocessConfig,
     TaskSpec,
+    check_compatible,
     head_slices,
 )
 from MTSASegmenterLib.errors import CheckpointError
@@ -52,6 +53,23 @@ def test_task_spec_rules() -> None:
     assert TaskSpec.from_dict(BREAST[3].to_dict()) == BREAST[3]
 
 
+def test_each_task_field_belongs_to_its_kinds() -> None:
+    """One flat TaskSpec (checkpoints store all 14 fields), but a field set on the wrong kind is refused."""
+    assert len(GTV.to_dict()) == 14 and TaskSpec.from_dict(GTV.to_dict()) == GTV
+    with pytest.raises(ValueError, match=r"segmentation task has no classes \(for binary/multiclass\), threshold"):
+        TaskSpec("GTV", "segmentation", classes=("a", "b"), threshold=0.3)
+    with pytest.raises(ValueError, match="regression task has no min_peak"):
+        TaskSpec("Ki-67", "regression", min_peak=0.5)
+    with pytest.raises(ValueError, match="multiclass task has no threshold"):
+        TaskSpec("Subtype", "multiclass", ("a", "b"), threshold=0.7)
+    with pytest.raises(ValueError, match="needs its patient_model"):
+        TaskSpec("EGFR", "binary", ("wild-type", "mutant"), aggregation="lesion_logistic")
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        TaskSpec("Subtype", "multiclass", ("a", "b"), aggregation="median")
+    with pytest.raises(ValueError, match="task names must differ"):
+        check_compatible(NetConfig(in_channels=3, num_classes=4), PreprocessConfig(), [GTV, BREAST[1], TaskSpec("er", "binary", ("a", "b"))])
+
+
 def test_checkpoint_keeps_the_task_list_and_refuses_a_mismatch(tmp_path: Path) -> None:
     net_cfg = NetConfig(in_channels=3, base_width=4, input_size=64, num_classes=6)
     prep = PreprocessConfig(spacing_mm=3.0, input_size=64, min_slice_mm=3.0)
@@ -69,14 +87,28 @@ def test_each_head_gets_its_own_softmax_and_answer() -> None:
     assert values["ER"][3] == pytest.approx([1 / (1 + np.e**2), np.e**2 / (1 + np.e**2)])
     assert values["Subtype"][3] == pytest.approx([1 / 3] * 3) and values["Ki-67"][4] == pytest.approx([10.0])
     areas = {3: 50.0, 4: 40.0, 9: 0.0}  # slice 9 shows no GTV: never used
-    subtype = head_answer(BREAST[2], areas, values["Subtype"])
-    assert subtype["slices_used"] == [3] and subtype["call"] in BREAST[2].classes
-    ki67 = head_answer(BREAST[3], areas, values["Ki-67"])
-    assert ki67["slices_used"] == [3] and ki67["value"] == pytest.approx(30.0) and ki67["unit"] == "%"
-    er = head_answer(BREAST[1], areas, values["ER"])
-    assert er["call"] == "positive" and er["classes"] == ["negative", "positive"]
-    none = head_answer(BREAST[3], {3: 0.0}, values["Ki-67"])
-    assert none["value"] is None and none["slices_used"] == []
+    positions = {3: 6.0, 4: 8.0, 9: 18.0}
+    subtype = head_answer(BREAST[2], values["Subtype"], areas, positions)
+    assert subtype.slices_used == [3] and subtype.call == "luminal A" and subtype.text() == "Subtype luminal A (p=0.33)"
+    ki67 = head_answer(BREAST[3], values["Ki-67"], areas, positions)
+    assert ki67.slices_used == [3] and ki67.value == pytest.approx(30.0) and ki67.text() == "Ki-67 30.0 %"
+    er = head_answer(BREAST[1], values["ER"], areas, positions)
+    assert er.call == "positive" and er.text() == f"ER positive (p={np.e**2 / (1 + np.e**2):.2f})"
+    entry = er.to_dict()
+    assert entry["classes"] == ["negative", "positive"] and entry["kind"] == "binary" and "evidence" not in entry
+    assert entry["slice_gtv_area_mm2"] == {"3": 50.0, "4": 40.0} and entry["slice_position_mm"] == {"3": 6.0, "4": 8.0, "9": 18.0}
+    none = head_answer(BREAST[3], values["Ki-67"], {3: 0.0}, positions)
+    assert none.value is None and none.slices_used == [] and none.text() == "Ki-67 indeterminate"
+    assert head_answer(BREAST[2], values["Subtype"], {}, positions).to_dict()["probabilities"] is None
+
+
+def test_a_binary_head_calls_positive_only_above_its_threshold() -> None:
+    task = TaskSpec("Response", "binary", ("non-response", "response"), threshold=0.5)
+    at = head_answer(task, {1: np.array([0.5, 0.5])}, {1: 10.0}, {1: 0.0})
+    above = head_answer(task, {1: np.array([0.4, 0.6])}, {1: 10.0}, {1: 0.0})
+    empty = head_answer(task, {1: np.array([0.4, 0.6])}, {1: 0.0}, {1: 0.0})
+    assert (at.call, above.call, empty.call, empty.probability) == ("non-response", "response", "indeterminate", None)
+    assert above.text() == "Response response (p=0.60)" and empty.text() == "Response indeterminate"
 
 
 def _breast_cohort(folder: Path) -> Path:
@@ -113,7 +145,7 @@ def test_train_predict_and_evaluate_a_model_with_several_heads(tmp_path: Path) -
     assert {"train_er", "train_subtype", "train_ki-67"} <= set(log[0])
 
     case = read_cohort(cohort)[0]
-    report = predict_volume(read_image(case.image), model, device="cpu").report
+    report = predict_volume(read_image(case.image), model, device="cpu").report.to_dict()
     assert report["heads"] == ["er", "subtype", "ki-67"] and "egfr" not in report
     assert report["ki-67"]["kind"] == "regression" and report["subtype"]["classes"] == list(BREAST[2].classes)
 

@@ -229,9 +229,19 @@ def test_egfr_plot_chart_is_reused(scene):
 
 
 @dataclass
+class _FakeReport:
+    """Stand-in for inference.report.Report: only its JSON form, which the bridge stores."""
+
+    data: dict
+
+    def to_dict(self) -> dict:
+        return dict(self.data)
+
+
+@dataclass
 class _FakePrediction:
     mask: sitk.Image
-    report: dict
+    report: _FakeReport
     segment: terminology.SegmentTerminology = terminology.GTV
 
 
@@ -242,8 +252,8 @@ def test_segment_volume_node_with_injected_predictor(scene, volume_node):
     def predict(image, model, *, device, progress, should_cancel, case):
         calls.update(device=device, model=model)
         progress(1.0, "done")
-        report = {"egfr": {"probability": 0.8, "call": "mutant"}, "gtv": {"volume_ml": 0.1, "lesions": []}}
-        return _FakePrediction(_mask_image(image), report)
+        report = {"case": case, "egfr": {"probability": 0.8, "call": "mutant"}, "gtv": {"volume_ml": 0.1, "lesions": []}}
+        return _FakePrediction(_mask_image(image), _FakeReport(report))
 
     progressed = []
     node, report = slicer_bridge.segment_volume_node(

@@ -135,12 +135,12 @@ class EgfrCall:
 
 def patient_egfr(prediction: Prediction, model: LoadedModel) -> EgfrCall | None:
     """The report's call; for a classification-only model the mean over tissue slices (see module doc)."""
-    task = model.egfr_task()
+    task = model.head("egfr")
     if task is None:
         return None
     if model.task("segmentation") is not None:
-        head = prediction.report[task.name.lower()]
-        return EgfrCall(head["call"], head["probability"], task.threshold, tuple(head["slices_used"]))
+        head = prediction.report.heads[task.key]
+        return EgfrCall(head.call, head.probability, task.threshold, tuple(head.slices_used))
     values = slice_values(model.tasks, prediction.slices.class_logits)[task.name]
     slices = sorted(values)
     if not slices:
@@ -196,14 +196,14 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
         write_overlay(pictures / f"{case.case_id}_overlay.png", prediction.grid, prediction.volume, prediction.mask, truth)
         if egfr is not None:
             _slice_picture(pictures / f"{case.case_id}_slices.png", case, prediction, egfr, model)
-    heads = {key: prediction.report[key] for key in prediction.report.get("heads", [])}
+    heads = {key: answer.to_dict() for key, answer in prediction.report.heads.items()}
     return PatientResult(case.case_id, case.egfr, egfr, seg, time.perf_counter() - start, heads, dict(case.labels))
 
 
 def _slice_picture(path: Path, case: Case, prediction: Prediction, egfr: EgfrCall, model: LoadedModel) -> None:
     from .plots import slice_probability_plot
 
-    values = slice_values(model.tasks, prediction.slices.class_logits)[model.egfr_task().name]
+    values = slice_values(model.tasks, prediction.slices.class_logits)[model.head("egfr").name]
     z = np.array(sorted(values), dtype=int)
     pixel_mm2 = model.preprocess.spacing_mm**2
     areas = None

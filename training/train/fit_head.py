@@ -33,7 +33,7 @@ from MTSASegmenterLib.model.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from MTSASegmenterLib.postprocess.aggregation import aggregate_top_area_half
+from MTSASegmenterLib.postprocess.aggregation import top_area_half_mean
 from MTSASegmenterLib.postprocess.component_filter import (
     COMPONENT_FEATURES,
     component_features,
@@ -65,7 +65,7 @@ def fitting_cases(data: Path, model: LoadedModel) -> list[Case]:
     split = training.get("split", {})
     ids = set(split.get("train", {}).get("case_ids", [])) | set(split.get("val", {}).get("case_ids", []))
     cases = [c for c in read_cohort(data) if c.case_id in ids]
-    if model.egfr_task() is not None and len({c.egfr for c in cases if c.egfr is not None}) < 2:
+    if model.head("egfr") is not None and len({c.egfr for c in cases if c.egfr is not None}) < 2:
         raise InputError(f"{data}: the model's training patients need EGFR labels of both classes")
     return cases
 
@@ -85,7 +85,7 @@ class Measured:
 def measure(case: Case, model: LoadedModel, device: str) -> Measured:
     image = read_image(case.image)
     prediction = predict_volume(image, model, device=device, case=case.case_id)
-    task = model.egfr_task()
+    task = model.head("egfr")
     return Measured(case, prediction.volume, prediction.slices.gtv_probability,
                     prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
                     prediction.grid.spacing_zyx,
@@ -164,7 +164,7 @@ def patient_row(p: Measured, components: Components, component_model: dict[str, 
         scores = LogisticModel.from_dict(component_model).probabilities(components.features)
         drop_scored_components(probability, components.labels, scores, min_probability)
     areas = {z: float((probability[z] >= 0.5).sum()) for z in p.slice_values}
-    paper = aggregate_top_area_half(areas, {z: float(v[-1]) for z, v in p.slice_values.items()})["probability"]
+    paper = top_area_half_mean(areas, {z: float(v[-1]) for z, v in p.slice_values.items()}).probability
     lesions = measure_lesions(p.volume, probability >= 0.5, p.spacing_zyx)
     return {"case": p.case.case_id, "egfr": "" if p.case.egfr is None else p.case.egfr, **patient_features(lesions),
             SLICE_FEATURE: 0.5 if paper is None else paper}
@@ -189,7 +189,7 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
              with_slice_probability: bool = False, progress_bar: bool = True, max_fp_per_patient: float = 0.5) -> dict[str, Any]:
     """Choose the GTV component filter, fit the patient model (if the model has an EGFR head), write
     the new checkpoint to ``out`` and the feature table beside it; returns the summary."""
-    task, segmentation = model.egfr_task(), model.task("segmentation")
+    task, segmentation = model.head("egfr"), model.task("segmentation")
     if segmentation is None:
         raise InputError(f"{model.path}: fit-head needs a model with a segmentation task")
     unfiltered = {"segmentation": {"min_peak": 0.0, "min_volume_ml": 0.0, "component_model": {}, "min_component_probability": 0.0},

@@ -9,15 +9,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..config import TaskSpec
 from ..io import terminology
 from ..model.checkpoint import LoadedModel
+from ..postprocess.aggregation import LESION_LOGISTIC
 from ..postprocess.component_filter import drop_unlikely_components
-from ..postprocess.heads import head_answer, slice_values
+from ..postprocess.heads import HeadAnswer, head_answer, slice_values
 from ..postprocess.lesion_features import measure_lesions
 from ..postprocess.lesions import drop_weak_components, find_lesions
 from ..postprocess.patient_model import LogisticModel
@@ -30,21 +31,17 @@ from .predictor import (
     select_device,
 )
 from .preprocess import ModelGrid
+from .report import GTVSummary, InputSummary, ModelSummary, Postprocessing, Report, SliceSummary, Timing
 
 
 @dataclass
 class Prediction:
     mask: sitk.Image  # uint8 GTV mask on the input's own grid
-    report: dict[str, Any]
+    report: Report
     grid: ModelGrid
     slices: SliceOutputs
     volume: np.ndarray  # the normalised input on the model grid [z, y, x]
     segment: terminology.SegmentTerminology = terminology.GTV  # name and DICOM terminology of the mask
-
-
-def orientation_code(image: sitk.Image) -> str:
-    """Three-letter code of the nearest axis orientation (ITK's 'from' convention, e.g. 'LPS')."""
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
 
 
 def predict_volume(
@@ -57,116 +54,68 @@ def predict_volume(
     should_cancel: ShouldCancel | None = None,
     case: str = "",
     source: str = "",
+    started: float | None = None,
 ) -> Prediction:
-    """Preprocess, predict the slices that hold tissue, map the GTV back and build the report."""
-    start = time.perf_counter()
+    """Preprocess, predict the slices that hold tissue, map the GTV back and build the report.
+
+    ``started`` is the ``time.perf_counter()`` at which the caller's work on this case began
+    (e.g. before reading the input), so that the report's total time includes it; default: now.
+    """
+    started = time.perf_counter() if started is None else started
     torch_device = select_device(device)
     report_progress = progress or (lambda fraction, message: None)
     report_progress(0.0, "preprocessing")
     grid = ModelGrid.for_image(image, model.preprocess)
     volume = grid.image_to_grid(image)
-    slices = grid.tissue_slices(volume)
-
-    def network_progress(fraction: float, message: str) -> None:
-        report_progress(0.05 + 0.85 * fraction, message)
-
     t_net = time.perf_counter()
     outputs = predict_slices(
-        model.net,
-        volume,
-        slices,
-        model.preprocess.context_slices,
-        torch_device,
+        model.net, volume, grid.tissue_slices(volume), model.preprocess.context_slices, torch_device,
         batch_size or default_batch_size(torch_device, model.net_config),
-        network_progress,
-        should_cancel,
+        lambda fraction, message: report_progress(0.05 + 0.85 * fraction, message), should_cancel,
     )
     inference_s = time.perf_counter() - t_net
     segmentation = model.task("segmentation")
-    dropped = 0
-    if segmentation is not None:
-        dropped = drop_weak_components(outputs.gtv_probability, segmentation.min_peak, segmentation.min_volume_ml, grid.spacing_zyx)
-        if segmentation.component_model:
-            dropped += drop_unlikely_components(outputs.gtv_probability, volume, grid.spacing_zyx,
-                                                LogisticModel.from_dict(segmentation.component_model),
-                                                segmentation.min_component_probability)
+    postprocessing = filter_components(outputs, volume, grid, segmentation)
     report_progress(0.92, "mapping the GTV back to the input grid")
-    probability = grid.grid_to_image(outputs.gtv_probability, image)
-    mask = sitk.Cast(probability >= 0.5, sitk.sitkUInt8)
+    mask = sitk.Cast(grid.grid_to_image(outputs.gtv_probability, image) >= 0.5, sitk.sitkUInt8)
     mask.CopyInformation(image)
-    report = build_report(image, mask, grid, outputs, model, case=case, source=source, volume=volume)
-    if segmentation is not None:
-        report["gtv"]["postprocessing"] = {"min_peak": segmentation.min_peak, "min_volume_ml": segmentation.min_volume_ml,
-                                           "component_model": bool(segmentation.component_model),
-                                           "min_component_probability": segmentation.min_component_probability,
-                                           "components_dropped": dropped}
-    report["device"] = str(torch_device)
-    report["timing"] = {"total_s": round(time.perf_counter() - start, 3), "inference_s": round(inference_s, 3)}
+    segment = terminology.for_task(segmentation)
+    report = Report(
+        case=case,
+        input=InputSummary.of(image, source),
+        model=ModelSummary.of(model.info, model.sha256),
+        gtv=GTVSummary(segment, find_lesions(mask), postprocessing),
+        slices=SliceSummary(grid.n_slices, int(len(outputs.predicted)), float(grid.reference.GetSpacing()[2])),
+        heads=answer_heads(model, grid, outputs, volume),
+        device=str(torch_device),
+        timing=Timing(time.perf_counter() - started, inference_s),
+    )
     report_progress(1.0, "done")
-    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume, segment=terminology.for_task(segmentation))
+    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume, segment=segment)
 
 
-def build_report(
-    image: sitk.Image,
-    mask: sitk.Image,
-    grid: ModelGrid,
-    outputs: SliceOutputs,
-    model: LoadedModel,
-    *,
-    case: str,
-    source: str,
-    volume: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """The report; ``volume`` (the normalised model-grid volume) is needed by lesion-feature heads."""
+def filter_components(outputs: SliceOutputs, volume: np.ndarray, grid: ModelGrid, task: TaskSpec | None) -> Postprocessing | None:
+    """Drop the GTV components the segmentation task's filter rejects (in place); what was done."""
+    if task is None:
+        return None
+    probability = outputs.gtv_probability
+    dropped = drop_weak_components(probability, task.min_peak, task.min_volume_ml, grid.spacing_zyx)
+    if task.component_model:
+        dropped += drop_unlikely_components(probability, volume, grid.spacing_zyx, LogisticModel.from_dict(task.component_model),
+                                            task.min_component_probability)
+    return Postprocessing.of(task, dropped)
+
+
+def answer_heads(model: LoadedModel, grid: ModelGrid, outputs: SliceOutputs, volume: np.ndarray) -> dict[str, HeadAnswer]:
+    """Every head's patient-level answer, under its report key; ``volume`` is the normalised
+    model-grid volume that lesion-feature heads measure."""
     pixel_mm2 = model.preprocess.spacing_mm**2
     areas = {int(z): float((outputs.gtv_probability[z] >= 0.5).sum() * pixel_mm2) for z in outputs.class_logits}
-    positions = grid.slice_positions_mm
-    lesions = find_lesions(mask)
-    report: dict[str, Any] = {
-        "case": case,
-        "input": {
-            "path": source,
-            "size": list(image.GetSize()),
-            "spacing": [float(s) for s in image.GetSpacing()],
-            "origin": [float(o) for o in image.GetOrigin()],
-            "direction": [float(d) for d in image.GetDirection()],
-            "orientation": orientation_code(image),
-        },
-        "model": {
-            "name": model.info.name,
-            "version": model.info.version,
-            "sha256": model.sha256,
-            "synthetic_only": model.info.synthetic_only,
-        },
-        "gtv": {
-            "segment": terminology.for_task(model.task("segmentation")).to_report(),
-            "volume_ml": round(sum(lesion.volume_ml for lesion in lesions), 4),
-            "lesions": [lesion.to_dict() for lesion in lesions],
-        },
-        "slices": {
-            "count": grid.n_slices,
-            "predicted": int(len(outputs.predicted)),
-            "spacing_mm": float(grid.reference.GetSpacing()[2]),
-            "note": "slice indices count the model's axial slices from inferior to superior",
-        },
-    }
     values = slice_values(model.tasks, outputs.class_logits)
-    needs_features = any(t.aggregation == "lesion_logistic" for t in model.tasks)
-    if needs_features and volume is None:
-        raise ValueError("a lesion-feature head needs the model-grid volume: pass volume to build_report")
-    measured = None
-    if needs_features:
-        measured = measure_lesions(volume, outputs.gtv_probability >= 0.5, grid.spacing_zyx)
-    report["heads"] = []
-    for task in model.tasks:
-        if not task.is_head:
-            continue
-        head = head_answer(task, areas, values[task.name], measured)
-        head["slice_gtv_area_mm2"] = {str(z): round(a, 2) for z, a in sorted(areas.items()) if a > 0}
-        head["slice_position_mm"] = {str(z): round(float(positions[z]), 3) for z in sorted(values[task.name])}
-        report[task.key] = head
-        report["heads"].append(task.key)
-    return report
+    lesions = None
+    if any(t.aggregation == LESION_LOGISTIC for t in model.heads):
+        lesions = measure_lesions(volume, outputs.gtv_probability >= 0.5, grid.spacing_zyx)
+    return {task.key: head_answer(task, values[task.name], areas, grid.slice_positions_mm, lesions) for task in model.heads}
 
 
 def case_name(path: str | Path) -> str:

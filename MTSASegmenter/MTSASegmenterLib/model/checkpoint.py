@@ -22,6 +22,7 @@ from ..config import (
     PreprocessConfig,
     TaskSpec,
     check_compatible,
+    head_tasks,
 )
 from ..errors import CheckpointError
 from ..io.outputs import atomic_outputs
@@ -43,11 +44,17 @@ class LoadedModel:
     extra: dict[str, Any]
 
     def task(self, kind: str) -> TaskSpec | None:
+        """The first task of this kind (``"segmentation"``: the model's GTV task, if it has one)."""
         return next((t for t in self.tasks if t.kind == kind), None)
 
-    def egfr_task(self) -> TaskSpec | None:
-        """MTSA-Net's EGFR head: the binary head that reads the ``egfr`` column (Table 3's EGFR columns)."""
-        return next((t for t in self.tasks if t.kind == "binary" and t.label_column == "egfr"), None)
+    @property
+    def heads(self) -> list[TaskSpec]:
+        """The patient-level heads, in the classifier's (and the report's) order."""
+        return head_tasks(self.tasks)
+
+    def head(self, name: str) -> TaskSpec | None:
+        """The head that reads cases.csv column ``name`` or reports under key ``name`` (e.g. ``"egfr"``)."""
+        return next((t for t in self.heads if name.lower() in (t.label_column, t.key)), None)
 
 
 def save_checkpoint(

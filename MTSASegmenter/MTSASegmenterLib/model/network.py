@@ -163,7 +163,8 @@ class TransformerBlock(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Hybrid CNN-Transformer EGFR head on the bottleneck (see the module docstring for the choices).
+    """Hybrid CNN-Transformer classifier on the bottleneck: every head's outputs side by side
+    (MTSA-Net's one head: EGFR); see the module docstring for the choices.
 
     bottleneck [B,C,m,m] -> (adaptive pool to g = nearest multiple of 4 if m % 4) -> conv-BN-ReLU ->
     16 patch tokens of width C + position embedding -> Transformer blocks -> LayerNorm -> mean of the

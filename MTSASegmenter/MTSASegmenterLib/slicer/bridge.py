@@ -330,8 +330,7 @@ def segment_volume_node(
     prediction = predict(
         image, model, device=device, progress=progress, should_cancel=should_cancel, case=volume_node.GetName()
     )
-    report = dict(prediction.report)
-    report.setdefault("case", volume_node.GetName())
+    report = prediction.report.to_dict()
     segment = prediction.segment
     node = mask_to_segmentation_node(
         prediction.mask, scene, reference_volume_node=volume_node, segmentation_node=segmentation_node,

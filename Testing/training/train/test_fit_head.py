@@ -17,7 +17,7 @@ from MTSASegmenterLib.errors import CheckpointError
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
-from MTSASegmenterLib.postprocess.aggregation import aggregate_lesion_logistic
+from MTSASegmenterLib.postprocess.aggregation import lesion_logistic
 from MTSASegmenterLib.postprocess.component_filter import (
     COMPONENT_FEATURES,
     MEASURED_FEATURES,
@@ -120,10 +120,10 @@ def test_lesion_head_reports_its_evidence_and_is_indeterminate_without_gtv() -> 
     model = LogisticModel(FEATURES, tuple(0.0 for _ in FEATURES), tuple(1.0 for _ in FEATURES),
                           tuple(1.0 if f == "lesion_count" else 0.0 for f in FEATURES), -1.5)
     lesions = [LesionFeatures(12.0, 0.0, 0.1, 0.1)] * 2
-    head = aggregate_lesion_logistic({3: 50.0}, {3: 0.2}, lesions, model)
-    assert head["call"] == "mutant" and abs(head["probability"] - 1 / (1 + np.exp(-0.5))) < 1e-9
-    assert head["evidence"]["logit_contributions"]["lesion_count"] == 2.0 and len(head["evidence"]["lesions"]) == 2
-    assert aggregate_lesion_logistic({3: 0.0}, {3: 0.2}, [], model)["call"] == "indeterminate"
+    head = lesion_logistic({3: 50.0}, {3: 0.2}, lesions, model)
+    assert abs(head.probability - 1 / (1 + np.exp(-0.5))) < 1e-9 and head.slice_probability == 0.2
+    assert head.evidence.logit_contributions["lesion_count"] == 2.0 and len(head.evidence.lesions) == 2
+    assert lesion_logistic({3: 0.0}, {3: 0.2}, [], model).probability is None
 
 
 def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,8 +171,8 @@ def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tm
     gtv, head = saved["tasks"]
     assert head == response
     fitted = replace(model, tasks=saved["tasks"])
-    lesions = predict_volume(read_image(read_cohort(cohort)[0].image), fitted, device="cpu").report["gtv"]["lesions"]
-    assert len(lesions) == 2 and len(predict_volume(read_image(read_cohort(cohort)[0].image), model, device="cpu").report["gtv"]["lesions"]) == 3
+    lesions = predict_volume(read_image(read_cohort(cohort)[0].image), fitted, device="cpu").report.gtv.lesions
+    assert len(lesions) == 2 and len(predict_volume(read_image(read_cohort(cohort)[0].image), model, device="cpu").report.gtv.lesions) == 3
     rows = list(csv.DictReader(open(tmp_path / "head.features.csv")))
     assert len(rows) == 6 and "egfr" not in rows[0] and float(rows[0]["lesion_count"]) == 2.0
 
@@ -188,7 +188,7 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     loaded = load_checkpoint(out)
     assert loaded.task("binary").aggregation == "lesion_logistic"
     assert LogisticModel.from_dict(loaded.task("binary").patient_model).features == PATIENT_FEATURES
-    report = predict_volume(read_image(cases[0].image), loaded, device="cpu").report
+    report = predict_volume(read_image(cases[0].image), loaded, device="cpu").report.to_dict()
     gtv = loaded.task("segmentation")
     assert report["gtv"]["postprocessing"]["min_component_probability"] == gtv.min_component_probability
     assert report["gtv"]["postprocessing"]["component_model"] == bool(gtv.component_model)

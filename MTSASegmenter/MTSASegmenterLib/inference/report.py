@@ -1,0 +1,134 @@
+"""The report of one prediction: typed, versioned, built once by the pipeline.
+
+``Report.to_dict()`` is the ``<case>.json`` contract (docs/ARCHITECTURE.md "Report", README "The
+report"): every key keeps its name and meaning, and ``report_version`` says which layout it is.
+Reports written before the key existed have version 1's keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import SimpleITK as sitk
+
+from ..config import ModelInfo, TaskSpec
+from ..io.terminology import SegmentTerminology
+from ..postprocess.heads import HeadAnswer
+from ..postprocess.lesions import Lesion
+
+REPORT_VERSION = 1
+SLICE_NOTE = "slice indices count the model's axial slices from inferior to superior"
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    """The input volume's path and geometry (LPS, as ITK gives it)."""
+
+    path: str
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+    orientation: str  # nearest axis orientation, ITK's 'from' convention (e.g. 'LPS')
+
+    @classmethod
+    def of(cls, image: sitk.Image, path: str) -> "InputSummary":
+        return cls(path, tuple(image.GetSize()), tuple(float(s) for s in image.GetSpacing()),
+                   tuple(float(o) for o in image.GetOrigin()), tuple(float(d) for d in image.GetDirection()),
+                   sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": list(self.size), "spacing": list(self.spacing), "origin": list(self.origin),
+                "direction": list(self.direction), "orientation": self.orientation}
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    version: str
+    sha256: str  # of the checkpoint file
+    synthetic_only: bool  # trained only on synthetic phantoms: not for clinical use
+
+    @classmethod
+    def of(cls, info: ModelInfo, sha256: str) -> "ModelSummary":
+        return cls(info.name, info.version, sha256, info.synthetic_only)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256, "synthetic_only": self.synthetic_only}
+
+
+@dataclass(frozen=True)
+class Postprocessing:
+    """The segmentation task's component filter, as applied, and what it removed."""
+
+    min_peak: float
+    min_volume_ml: float
+    component_model: bool  # a fitted component model rated the components
+    min_component_probability: float
+    components_dropped: int
+
+    @classmethod
+    def of(cls, task: TaskSpec, components_dropped: int) -> "Postprocessing":
+        return cls(task.min_peak, task.min_volume_ml, bool(task.component_model), task.min_component_probability,
+                   components_dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"min_peak": self.min_peak, "min_volume_ml": self.min_volume_ml, "component_model": self.component_model,
+                "min_component_probability": self.min_component_probability, "components_dropped": self.components_dropped}
+
+
+@dataclass(frozen=True)
+class GTVSummary:
+    segment: SegmentTerminology
+    lesions: list[Lesion]  # on the input's grid, largest first
+    postprocessing: Postprocessing | None  # None: the model has no segmentation task
+
+    @property
+    def volume_ml(self) -> float:
+        return round(sum(lesion.volume_ml for lesion in self.lesions), 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"segment": self.segment.to_report(), "volume_ml": self.volume_ml, "lesions": [les.to_dict() for les in self.lesions]}
+        if self.postprocessing is not None:
+            d["postprocessing"] = self.postprocessing.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class SliceSummary:
+    count: int  # the model grid's axial slices
+    predicted: int  # those the network saw (the others hold no tissue)
+    spacing_mm: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "predicted": self.predicted, "spacing_mm": self.spacing_mm, "note": SLICE_NOTE}
+
+
+@dataclass(frozen=True)
+class Timing:
+    total_s: float  # from the caller's start (e.g. reading the input) to the finished report
+    inference_s: float  # the network alone
+
+    def to_dict(self) -> dict[str, float]:
+        return {"total_s": round(self.total_s, 3), "inference_s": round(self.inference_s, 3)}
+
+
+@dataclass(frozen=True)
+class Report:
+    case: str
+    input: InputSummary
+    model: ModelSummary
+    gtv: GTVSummary
+    slices: SliceSummary
+    heads: dict[str, HeadAnswer]  # report key (TaskSpec.key) -> answer, in the checkpoint's order
+    device: str
+    timing: Timing
+    version: int = REPORT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report: each head's answer under its own key, ``heads`` listing those keys."""
+        return {"report_version": self.version, "case": self.case, "input": self.input.to_dict(), "model": self.model.to_dict(),
+                "gtv": self.gtv.to_dict(), "slices": self.slices.to_dict(), "heads": list(self.heads),
+                **{key: answer.to_dict() for key, answer in self.heads.items()},
+                "device": self.device, "timing": self.timing.to_dict()}

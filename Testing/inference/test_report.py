@@ -1,0 +1,44 @@
+"""The report: built once by the pipeline, typed, versioned; its JSON keeps the contract's keys."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from helpers import lesion_volume, stand_in
+from MTSASegmenterLib.config import DEFAULT_TASKS
+from MTSASegmenterLib.inference.pipeline import predict_volume
+from MTSASegmenterLib.inference.report import REPORT_VERSION, Report
+from MTSASegmenterLib.postprocess.heads import BinaryAnswer
+
+
+def test_the_json_has_the_contract_keys_in_order_and_a_version():
+    image, _ = lesion_volume()
+    report = predict_volume(image, stand_in(), device="cpu", case="p1", source="p1.nrrd").report
+    assert isinstance(report, Report) and isinstance(report.heads["egfr"], BinaryAnswer)
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert list(data) == ["report_version", "case", "input", "model", "gtv", "slices", "heads", "egfr", "device", "timing"]
+    assert data["report_version"] == REPORT_VERSION == 1 and data["case"] == "p1" and data["heads"] == ["egfr"]
+    assert list(data["input"]) == ["path", "size", "spacing", "origin", "direction", "orientation"]
+    assert data["input"]["size"] == list(image.GetSize()) and data["input"]["orientation"] == "LPS"
+    assert list(data["model"]) == ["name", "version", "sha256", "synthetic_only"] and data["model"]["name"] == "brightness rule"
+    assert list(data["gtv"]) == ["segment", "volume_ml", "lesions", "postprocessing"] and len(data["gtv"]["lesions"]) == 1
+    assert data["gtv"]["volume_ml"] == round(sum(les["volume_ml"] for les in data["gtv"]["lesions"]), 4) > 0
+    assert set(data["gtv"]["lesions"][0]) >= {"id", "volume_ml", "max_diameter_mm", "centroid_ras"}
+    assert list(data["egfr"])[:6] == ["name", "kind", "probability", "call", "threshold", "slices_used"]
+    assert {"classes", "slice_probabilities", "slice_gtv_area_mm2", "slice_position_mm"} <= set(data["egfr"])
+    assert data["egfr"]["call"] in ("mutant", "wild-type") and data["egfr"]["slices_used"]
+    assert list(data["slices"]) == ["count", "predicted", "spacing_mm", "note"] and data["device"] == "cpu"
+    assert list(data["timing"]) == ["total_s", "inference_s"]
+
+
+def test_total_time_counts_from_the_callers_start():
+    """The command line starts the clock before reading the input; the report's total includes that."""
+    report = predict_volume(lesion_volume()[0], stand_in(), device="cpu", started=time.perf_counter() - 100.0).report
+    assert report.timing.total_s >= 100.0 > report.timing.inference_s
+
+
+def test_a_model_without_segmentation_reports_no_postprocessing():
+    heads_only = [t for t in DEFAULT_TASKS if t.is_head]
+    data = predict_volume(lesion_volume()[0], stand_in(tasks=heads_only), device="cpu").report.to_dict()
+    assert "postprocessing" not in data["gtv"] and data["heads"] == ["egfr"]
