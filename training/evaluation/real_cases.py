@@ -123,8 +123,8 @@ def check_case(case: RealCase, folder: Path, model: LoadedModel, device: str, st
         predicted_lesions=int(detection["n_pred_lesions"]), false_positive_lesions=int(detection["n_false_positive_lesions"]),
         false_positive_ml=float(np.isin(labels, false_labels[false_labels > 0]).sum() * voxel_ml),
         predicted_ml=float(predicted.sum() * voxel_ml), reference_ml=float(truth.sum() * voxel_ml),
-        dropped=int(report["gtv"].get("postprocessing", {}).get("components_dropped", 0)),
-        seconds=float(report["timing"]["total_s"]),
+        dropped=report.gtv.postprocessing.components_dropped if report.gtv.postprocessing else 0,
+        seconds=report.timing.total_s,
     )
 
 
