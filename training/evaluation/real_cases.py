@@ -149,12 +149,12 @@ def write_strip(path: Path, prediction, image: sitk.Image, truth: np.ndarray) ->
 
 
 def run(folder: Path, model: LoadedModel, out: Path | None, device: str = "auto",
-        cases: Sequence[RealCase] = KNOWN_CASES) -> list[CaseResult]:
+        cases: Sequence[RealCase] | None = None) -> list[CaseResult]:
     """Every known case present in ``folder``; cases absent there are skipped, saying so."""
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     results = []
-    for case in cases:
+    for case in KNOWN_CASES if cases is None else cases:
         if not (folder / case.name).is_dir():
             print(f"{case.name}: not in {folder}, skipped")
             continue
