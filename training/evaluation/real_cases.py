@@ -82,6 +82,8 @@ class CaseResult:
     reference_ml: float
     dropped: int
     seconds: float
+    dropped_text: str = ""  # what the component filter removed and why
+
 
     def row(self) -> str:
         d = "  n/a" if self.dice is None else f"{self.dice:5.3f}"
@@ -124,8 +126,20 @@ def check_case(case: RealCase, folder: Path, model: LoadedModel, device: str, st
         false_positive_ml=float(np.isin(labels, false_labels[false_labels > 0]).sum() * voxel_ml),
         predicted_ml=float(predicted.sum() * voxel_ml), reference_ml=float(truth.sum() * voxel_ml),
         dropped=report.gtv.postprocessing.components_dropped if report.gtv.postprocessing else 0,
-        seconds=report.timing.total_s,
+        seconds=report.timing.total_s, dropped_text=describe_dropped(case.name, report.gtv.postprocessing),
     )
+
+
+def describe_dropped(name: str, postprocessing) -> str:
+    """One line on what the component filter removed: how much, and the largest removal's rating and reasons."""
+    if postprocessing is None or not postprocessing.dropped:
+        return f"{name}: the component filter dropped {postprocessing.components_dropped if postprocessing else 0} component(s)"
+    largest = max(postprocessing.dropped, key=lambda d: d.volume_ml)
+    reasons = ", ".join(f"{k} {v:+.2f}" for k, v in largest.reasons.items())
+    total = sum(d.volume_ml for d in postprocessing.dropped)
+    return (f"{name}: the component filter dropped {postprocessing.components_dropped} component(s), {total:.2f} mL in all; "
+            f"the largest, {largest.volume_ml:.2f} mL at RAS ({', '.join(f'{c:.0f}' for c in largest.centroid_ras)}), "
+            f"rated {largest.rating:.2f} ({reasons})")
 
 
 def strip_slices(pred: np.ndarray, truth: np.ndarray, n: int = STRIP_SLICES) -> list[int]:
@@ -182,4 +196,6 @@ def main(argv: list[str] | None = None, prog: str = "mtsa check-real") -> int:
     print(HEADER)
     for r in results:
         print(r.row())
+    for r in results:
+        print(r.dropped_text)
     return 0

@@ -31,7 +31,7 @@ from .predictor import (
     select_device,
 )
 from .preprocess import ModelGrid
-from .report import GTVSummary, InputSummary, ModelSummary, Postprocessing, Report, SliceSummary, Timing
+from .report import DroppedSummary, GTVSummary, InputSummary, ModelSummary, Postprocessing, Report, SliceSummary, Timing
 
 
 @dataclass
@@ -95,15 +95,17 @@ def predict_volume(
 
 
 def filter_components(outputs: SliceOutputs, volume: np.ndarray, grid: ModelGrid, task: TaskSpec | None) -> Postprocessing | None:
-    """Drop the GTV components the segmentation task's filter rejects (in place); what was done."""
+    """Drop the GTV components the segmentation task's filter rejects (in place); what was done and why."""
     if task is None:
         return None
     probability = outputs.gtv_probability
-    dropped = drop_weak_components(probability, task.min_peak, task.min_volume_ml, grid.spacing_zyx)
-    if task.component_model:
-        dropped += drop_unlikely_components(probability, volume, grid.spacing_zyx, LogisticModel.from_dict(task.component_model),
-                                            task.min_component_probability)
-    return Postprocessing.of(task, dropped)
+    weak = drop_weak_components(probability, task.min_peak, task.min_volume_ml, grid.spacing_zyx)
+    if not task.component_model:
+        return Postprocessing.of(task, weak)
+    dropped = drop_unlikely_components(probability, volume, grid.spacing_zyx, LogisticModel.from_dict(task.component_model),
+                                       task.min_component_probability)
+    summaries = tuple(DroppedSummary(d.volume_ml, grid.index_to_ras(d.centroid_zyx), d.rating, d.reasons) for d in dropped)
+    return Postprocessing.of(task, weak + len(dropped), summaries)
 
 
 def answer_heads(model: LoadedModel, grid: ModelGrid, outputs: SliceOutputs, volume: np.ndarray) -> dict[str, HeadAnswer]:

@@ -116,6 +116,11 @@ class ModelGrid:
         sx, sy, sz = self.reference.GetSpacing()
         return float(sz), float(sy), float(sx)
 
+    def index_to_ras(self, zyx: tuple[float, float, float]) -> tuple[float, float, float]:
+        """RAS (mm) of a continuous model-grid index given in array order (slice, row, column)."""
+        x, y, z = self.reference.TransformContinuousIndexToPhysicalPoint((float(zyx[2]), float(zyx[1]), float(zyx[0])))
+        return (-x, -y, z)
+
     @property
     def n_slices(self) -> int:
         return self.reference.GetSize()[2]

@@ -59,23 +59,39 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
+class DroppedSummary:
+    """One component the filter removed: where, how large, its rating and the features against it."""
+
+    volume_ml: float
+    centroid_ras: tuple[float, float, float]
+    rating: float
+    reasons: dict[str, float]  # feature -> contribution to the component model's logit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"volume_ml": round(self.volume_ml, 4), "centroid_ras": [round(c, 2) for c in self.centroid_ras],
+                "rating": round(self.rating, 4), "reasons": self.reasons}
+
+
+@dataclass(frozen=True)
 class Postprocessing:
-    """The segmentation task's component filter, as applied, and what it removed."""
+    """The segmentation task's component filter, as applied, and what it removed (and why)."""
 
     min_peak: float
     min_volume_ml: float
     component_model: bool  # a fitted component model rated the components
     min_component_probability: float
     components_dropped: int
+    dropped: tuple[DroppedSummary, ...] = ()  # those the component model rated below its threshold
 
     @classmethod
-    def of(cls, task: TaskSpec, components_dropped: int) -> "Postprocessing":
+    def of(cls, task: TaskSpec, components_dropped: int, dropped: tuple[DroppedSummary, ...] = ()) -> "Postprocessing":
         return cls(task.min_peak, task.min_volume_ml, bool(task.component_model), task.min_component_probability,
-                   components_dropped)
+                   components_dropped, dropped)
 
     def to_dict(self) -> dict[str, Any]:
         return {"min_peak": self.min_peak, "min_volume_ml": self.min_volume_ml, "component_model": self.component_model,
-                "min_component_probability": self.min_component_probability, "components_dropped": self.components_dropped}
+                "min_component_probability": self.min_component_probability, "components_dropped": self.components_dropped,
+                "dropped": [d.to_dict() for d in self.dropped]}
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,6 @@ def lesion_logistic(areas_mm2: Mapping[int, float], probabilities: Mapping[int, 
     if paper.probability is None or not lesions:
         return PatientProbability(None, paper.slices_used)
     values = {**patient_features(lesions), "slice_probability": paper.probability}
-    contributions = {name: c * (values[name] - m) / s for name, m, s, c in zip(model.features, model.mean, model.scale, model.coef)}
+    contributions = model.contributions(values)
     return PatientProbability(model.probability(values), paper.slices_used, paper.probability,
                               LesionEvidence(values, contributions, list(lesions)))

@@ -10,6 +10,8 @@ patients, stored as plain data in the checkpoint) removes most of them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -77,12 +79,33 @@ def _shape(component: np.ndarray, spacing: np.ndarray) -> tuple[float, float]:
     return 0.5 * float(np.log(eigen[0] / eigen[1])), 0.5 * float(np.log(eigen[1] / eigen[2]))
 
 
+@dataclass(frozen=True)
+class DroppedComponent:
+    """A component the filter removed, and why: its rating and the features that pulled it down most."""
+
+    volume_ml: float
+    centroid_zyx: tuple[float, float, float]  # model-grid index
+    rating: float  # the component model's probability that it is a lesion
+    reasons: dict[str, float]  # feature -> its contribution to the logit, most negative first
+
+
 def drop_unlikely_components(probability: np.ndarray, volume: np.ndarray, spacing_zyx: tuple[float, float, float],
-                             model: LogisticModel, min_probability: float, threshold: float = 0.5) -> int:
+                             model: LogisticModel, min_probability: float, threshold: float = 0.5,
+                             n_reasons: int = 3) -> list[DroppedComponent]:
     """Zero, in place, each component the model gives less than ``min_probability`` of being a
-    lesion; returns how many were dropped."""
+    lesion; returns what was dropped, each with its ``n_reasons`` most damning features."""
     labels, features = component_features(probability, volume, spacing_zyx, threshold, model.features)
-    return drop_scored_components(probability, labels, model.probabilities(features), min_probability)
+    scores = model.probabilities(features)
+    unlikely = np.flatnonzero(scores < min_probability)
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    dropped = []
+    for i, centroid in zip(unlikely, ndimage.center_of_mass(labels > 0, labels, unlikely + 1)):
+        contributions = model.contributions(dict(zip(model.features, features[i])))
+        worst = sorted(contributions.items(), key=lambda kv: kv[1])[:n_reasons]
+        dropped.append(DroppedComponent(float(np.count_nonzero(labels == i + 1) * voxel_ml), tuple(float(c) for c in centroid),
+                                        float(scores[i]), {name: round(value, 3) for name, value in worst}))
+    drop_scored_components(probability, labels, scores, min_probability)
+    return dropped
 
 
 def drop_scored_components(probability: np.ndarray, labels: np.ndarray, scores: np.ndarray, min_probability: float) -> int:

@@ -35,13 +35,17 @@ class LogisticModel:
         if any(s <= 0 for s in self.scale):
             raise CheckpointError("patient model: every scale must be positive")
 
-    def logit(self, values: Mapping[str, float]) -> float:
+    def contributions(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Each feature's term of the logit: the evidence a decision shows its user."""
         missing = [f for f in self.features if f not in values]
         if missing:
             raise ValueError(f"patient model needs feature(s) {', '.join(missing)}")
+        return {name: c * (float(values[name]) - m) / s for name, m, s, c in zip(self.features, self.mean, self.scale, self.coef)}
+
+    def logit(self, values: Mapping[str, float]) -> float:
         z = self.intercept
-        for name, m, s, c in zip(self.features, self.mean, self.scale, self.coef):
-            z += c * (float(values[name]) - m) / s
+        for term in self.contributions(values).values():
+            z += term
         return z
 
     def probability(self, values: Mapping[str, float]) -> float:

@@ -244,7 +244,9 @@ def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
     assert LogisticModel.from_dict(model).features == COMPONENT_FEATURES  # brightness plays no part: it does not transfer
     assert not {"mean_intensity", "max_intensity", "shell_contrast"} & set(COMPONENT_FEATURES)
     volume, probability, truth = patients[0].volume, patients[0].probability.copy(), patients[0].truth
-    assert drop_unlikely_components(probability, volume, SPACING, LogisticModel.from_dict(model), threshold) == 1
+    (dropped,) = drop_unlikely_components(probability, volume, SPACING, LogisticModel.from_dict(model), threshold)
+    assert dropped.rating < threshold and dropped.volume_ml == pytest.approx(24 * 2e-3)  # the 48 mm one-voxel vessel
+    assert min(dropped.reasons.values()) < 0 and "elongation" in dropped.reasons  # rated down for being a tube
     assert np.array_equal(probability >= 0.5, truth)
     # nothing false to learn from: no model, every component kept
     lesions_only = [replace(p, probability=np.where(p.truth, 0.9, 0.0)) for p in patients[:3]]
