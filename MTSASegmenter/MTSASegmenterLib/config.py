@@ -91,6 +91,7 @@ class PreprocessConfig:
     clip_max: float = 4.0  # normalised intensities are clipped to [0, clip_max]
     tissue_threshold: float = 0.1  # tissue = voxels above this normalised intensity
     min_tissue_fraction: float = 0.01  # slices with less tissue than this share of pixels are skipped
+    flip_average: bool = False  # predict each slice and its left-right mirror image, and average them
     normalisation: str = "tissue_median"  # | "percentile" (MR) | "ct_window" (CT in HU); see preprocess.IntensityStats
     percentiles: tuple[float, float] = (1.0, 99.0)  # percentile: tissue percentiles mapped to 0 and 1
     window: tuple[float, float] = (-100.0, 250.0)  # ct_window: HU mapped to 0 and 1 (a liver window)

@@ -71,3 +71,28 @@ def test_devices():
             select_device("cuda")
     with pytest.raises(MTSAError, match="unknown"):
         select_device("tpu")
+
+
+class LeftHalfNet(BrightnessNet):
+    """Test double of a network that sees lesions only in the left half of the picture (a biased one)."""
+
+    def forward(self, x: torch.Tensor):
+        seg, cls = super().forward(x)
+        seg = seg.clone()
+        seg[..., x.shape[-1] // 2:] = -20.0
+        cls = cls + torch.tensor([0.0, 1.0]) * (x[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3)) * 10)[:, None]
+        return seg, cls
+
+
+def test_flip_averaging_mirrors_back_and_averages_both_outputs():
+    v = volume(4)
+    v[:, 20:24, 6:10] = 3.0  # a second lesion, in the left half only
+    net = LeftHalfNet()
+    plain = predict_slices(net, v, np.arange(4), 1, torch.device("cpu"), 4, prepare=False)
+    both = predict_slices(net, v, np.arange(4), 1, torch.device("cpu"), 4, prepare=False, flip=True)
+    mirrored = predict_slices(net, v[..., ::-1].copy(), np.arange(4), 1, torch.device("cpu"), 4, prepare=False)
+    np.testing.assert_allclose(both.gtv_probability, (plain.gtv_probability + mirrored.gtv_probability[..., ::-1]) / 2, atol=1e-6)
+    assert (both.gtv_probability[:, 13, 13] > 0.49).all() and (both.gtv_probability[:, 21, 7] > 0.49).all()
+    for z in range(4):
+        np.testing.assert_allclose(both.class_logits[z], (plain.class_logits[z] + mirrored.class_logits[z]) / 2, atol=1e-5)
+    assert net.slices_seen == 4 * 4  # plain, twice for the average, mirrored

@@ -112,11 +112,14 @@ def predict_slices(
     should_cancel: ShouldCancel | None = None,
     *,
     prepare: bool = True,
+    flip: bool = False,
 ) -> SliceOutputs:
     """Predict the listed slices of ``volume`` [z, y, x] in batches under ``torch.inference_mode``.
 
     ``prepare=False`` runs ``net`` exactly as given (eval mode only): the reference that the
-    prepared network (see ``inference_net``) is tested and benchmarked against.
+    prepared network (see ``inference_net``) is tested and benchmarked against. ``flip`` averages
+    each slice's prediction with that of its left-right mirror image (GTV probabilities and head
+    logits), as nnU-Net mirrors at test time: twice the network's work for a steadier answer.
     """
     out = SliceOutputs(gtv_probability=np.zeros(volume.shape, dtype=np.float32), predicted=np.asarray(slices))
     net = inference_net(net, device) if prepare else net.eval()
@@ -127,13 +130,23 @@ def predict_slices(
                 raise Cancelled("prediction cancelled")
             batch_z = np.asarray(slices[start : start + batch_size])
             x = torch.from_numpy(stack_context(volume, batch_z, context)).to(device)
-            seg_logits, cls_logits = net(x)
-            if seg_logits is not None:
-                out.gtv_probability[batch_z] = torch.sigmoid(seg_logits[:, 0]).float().cpu().numpy()
-            if cls_logits is not None:
-                logits = cls_logits.float().cpu().numpy()
-                out.class_logits.update({int(z): v for z, v in zip(batch_z, logits)})
+            gtv, logits = _run(net, x, flip)
+            if gtv is not None:
+                out.gtv_probability[batch_z] = gtv.float().cpu().numpy()
+            if logits is not None:
+                out.class_logits.update({int(z): v for z, v in zip(batch_z, logits.float().cpu().numpy())})
             if progress is not None:
                 done = min(start + batch_size, total)
                 progress(done / total, f"slice {done}/{total}")
     return out
+
+
+def _run(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(GTV probability [B, H, W], head logits [B, K]) of a batch, averaged with its mirror image when ``flip``."""
+    seg, cls = net(x)
+    gtv = None if seg is None else torch.sigmoid(seg[:, 0])
+    if flip:
+        seg_m, cls_m = net(torch.flip(x, dims=(-1,)))
+        gtv = None if seg_m is None else (gtv + torch.flip(torch.sigmoid(seg_m[:, 0]), dims=(-1,))) / 2
+        cls = None if cls_m is None else (cls + cls_m) / 2
+    return gtv, cls
