@@ -127,7 +127,8 @@ def test_model_warning_and_progress():
 def test_missing_requirements_uses_the_finder():
     present = {"SimpleITK"}
     missing = rv.missing_requirements(find_spec=lambda name: object() if name in present else None)
-    assert missing == ["scikit-image>=0.21", "opencv-python-headless>=4.8", "scipy>=1.10", "tqdm>=4.60"]
+    assert missing == ["scikit-image>=0.21", "opencv-python-headless>=4.8", "scipy>=1.10", "tqdm>=4.60", "pydicom>=3.0,<4",
+                       "highdicom>=0.25,<1", "nibabel>=5,<6"]
     assert rv.missing_requirements(find_spec=lambda name: object()) == []
 
 
