@@ -148,6 +148,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ("fit-head", "training.train.fit_head", "fit the patient-level EGFR model (lesion features) of a trained network"),
         ("evaluate", "training.evaluation.evaluate", "evaluate a checkpoint on a cohort folder"),
         ("ablations", "training.train.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
+        ("cohort", "training.data.cohort_check", "check a cohort folder (cases.csv, nnU-Net raw dataset, BraTS folders) before training"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)  # the module's own parser answers --help
         p.set_defaults(func=None, module=module, command=name)

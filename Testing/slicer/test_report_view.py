@@ -135,7 +135,7 @@ def test_missing_requirements_uses_the_finder():
 def test_requirements_match_pyproject():
     """What Slicer installs is what pip installs (torch via PyTorchUtils, numpy ships with Slicer)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    declared = {re.split(r"[<>=!~ ]", d, 1)[0].lower(): d for d in pyproject["project"]["dependencies"]}
+    declared = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower(): d for d in pyproject["project"]["dependencies"]}
     assert declared.pop("torch") == rv.TORCH_REQUIREMENT
     declared.pop("numpy")
     assert sorted(declared.values()) == sorted(rv.REQUIREMENTS.values())
