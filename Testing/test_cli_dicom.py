@@ -54,22 +54,22 @@ def test_file_names_strays_and_duplicates_change_nothing(phantom_series, tmp_pat
     assert np.array_equal(predict(messy, tmp_path / "messy"), clean)
 
 
-def test_series_option_picks_one_of_several(phantom_series, tmp_path, capsys):
+def test_series_option_picks_one_of_several(phantom_series, tmp_path, capfd):
     files, _ = phantom_series
     folder = tmp_path / "phantom"
     copy_series(files, folder)
     write_mr_series(mr_volume(), folder, description="localiser", prefix="LOC")
     assert main(["predict", str(folder), "--out", str(tmp_path / "out")]) == 2
-    assert "pick one with --series UID" in capsys.readouterr().err
+    assert "pick one with --series UID" in capfd.readouterr().err
     uid = pydicom.dcmread(files[0]).SeriesInstanceUID
     assert predict(folder, tmp_path / "out", "--series", uid, "--format", FORMATS).sum() > 100
 
 
 @pytest.mark.parametrize("options", [["--format", "seg,dicom-seg"], ["--format", "rtstruct"], ["--series", "1.2.3"]])
-def test_dicom_options_are_refused_for_other_inputs_before_any_work(tmp_path, capsys, options):
+def test_dicom_options_are_refused_for_other_inputs_before_any_work(tmp_path, capfd, options):
     out = tmp_path / "out"
     code = main(["predict", str(PHANTOM), "--out", str(out), "--model", str(tmp_path / "no_model_here.pt"), *options])
-    err = capsys.readouterr().err.strip()
+    err = capfd.readouterr().err.strip()
     assert code == 2 and err.startswith(f"error: {PHANTOM}: --") and "\n" not in err, err  # before the model is even looked for
     assert not out.exists()
 

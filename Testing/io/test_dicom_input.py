@@ -39,10 +39,10 @@ def assert_same_image(a: sitk.Image, b: sitk.Image) -> None:
     assert np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
 
 
-def refused(capsys, path: Path, out: Path, *extra: str) -> str:
+def refused(capfd, path: Path, out: Path, *extra: str) -> str:
     """Run ``mtsa predict``; assert exit 2, one ``error:`` line and no output; return the line."""
     code = main(["predict", str(path), "--out", str(out), *extra])
-    err = capsys.readouterr().err.strip()
+    err = capfd.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert not out.exists() or not any(out.iterdir())
     return err
@@ -52,12 +52,12 @@ def test_series_reads_with_its_geometry(series, volume):
     assert_same_image(read_image(series[0].parent), volume)
 
 
-def test_missing_slice_is_refused_saying_where(series, tmp_path, capsys):
+def test_missing_slice_is_refused_saying_where(series, tmp_path, capfd):
     folder = series[0].parent
     series[10].unlink()
     with pytest.raises(InputError, match=r"not evenly spaced: 4 mm between slice positions .* \(IM0010.dcm, IM0012.dcm\) where the series steps 2 mm"):
         read_image(folder)
-    assert "not evenly spaced" in refused(capsys, folder, tmp_path / "out")
+    assert "not evenly spaced" in refused(capfd, folder, tmp_path / "out")
 
 
 def test_duplicate_instance_counts_once(series, volume, tmp_path):
@@ -73,7 +73,7 @@ def test_shuffled_names_and_stray_files_change_nothing(series, volume, tmp_path)
     assert_same_image(read_image(folder), volume)
 
 
-def test_two_stacks_at_the_same_positions_are_refused(series, volume, tmp_path, capsys):
+def test_two_stacks_at_the_same_positions_are_refused(series, volume, tmp_path, capfd):
     again = write_mr_series(volume, tmp_path / "second", prefix="B")  # same positions, other instances
     uid = pydicom.dcmread(series[0]).SeriesInstanceUID
     for path in again:
@@ -96,20 +96,20 @@ def test_a_second_stack_further_along_is_refused(series, volume, tmp_path):
         read_image(series[0].parent)
 
 
-def test_mixed_orientations_are_refused(series, capsys, tmp_path):
+def test_mixed_orientations_are_refused(series, capfd, tmp_path):
     ds = pydicom.dcmread(series[5])
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]  # axial, among oblique slices
     ds.save_as(series[5])
     with pytest.raises(InputError, match=r"mixed slice orientations: .*IM0006.dcm \(1, 0, 0, 0, 1, 0\)"):
         read_image(series[0].parent)
-    refused(capsys, series[0].parent, tmp_path / "out")
+    refused(capfd, series[0].parent, tmp_path / "out")
 
 
-def test_several_series_are_listed_and_series_picks_one(series, volume, tmp_path, capsys):
+def test_several_series_are_listed_and_series_picks_one(series, volume, tmp_path, capfd):
     other = mr_volume(seed=3)
     write_mr_series(other, series[0].parent, description="FLAIR", prefix="F")
     uid = pydicom.dcmread(series[0]).SeriesInstanceUID
-    err = refused(capsys, series[0].parent, tmp_path / "out")
+    err = refused(capfd, series[0].parent, tmp_path / "out")
     assert "holds 2 DICOM series" in err and uid in err and "'FLAIR'" in err and "24 images" in err and "--series UID" in err
     assert_same_image(read_image(series[0].parent, series_uid=uid), volume)
     with pytest.raises(InputError, match="no series 1.2.3; it holds"):
@@ -130,16 +130,16 @@ def test_compressed_series_read_like_uncompressed(volume, tmp_path, syntax):
     assert_same_image(read_image(write_mr_series(volume, tmp_path / "c", transfer_syntax=syntax)[0].parent), volume)
 
 
-def test_undecodable_transfer_syntax_gets_a_clear_error(series, tmp_path, capsys):
+def test_undecodable_transfer_syntax_gets_a_clear_error(series, tmp_path, capfd):
     ds = pydicom.dcmread(series[3])
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"  # HTJ2K lossless: GDCM cannot decode it
     ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\0" * 64])
     ds.save_as(series[3], enforce_file_format=True)
-    err = refused(capsys, series[0].parent, tmp_path / "out")
+    err = refused(capfd, series[0].parent, tmp_path / "out")
     assert "IM0004.dcm: pixel data could not be decoded (transfer syntax High-Throughput JPEG 2000" in err
 
 
-def test_nan_in_nifti_is_refused_although_simpleitk_reads_it_as_zero(tmp_path, capsys):
+def test_nan_in_nifti_is_refused_although_simpleitk_reads_it_as_zero(tmp_path, capfd):
     values = sitk.GetArrayFromImage(mr_volume()).astype(np.float32)
     values[5, 6, 7], values[6, 6, 7] = np.nan, np.inf
     image = sitk.GetImageFromArray(values)
@@ -149,7 +149,7 @@ def test_nan_in_nifti_is_refused_although_simpleitk_reads_it_as_zero(tmp_path, c
         with pytest.raises(InputError, match="2 voxels are NaN or infinite"):
             read_image(tmp_path / name)
     nib.save(nib.Nifti1Image(values.T, np.eye(4)), str(tmp_path / "nib.nii.gz"))
-    assert "2 voxels are NaN or infinite" in refused(capsys, tmp_path / "nib.nii.gz", tmp_path / "out")
+    assert "2 voxels are NaN or infinite" in refused(capfd, tmp_path / "nib.nii.gz", tmp_path / "out")
     sitk.WriteImage(image, str(tmp_path / "scan.nrrd"))
     with pytest.raises(InputError, match="2 voxels are NaN or infinite"):
         read_image(tmp_path / "scan.nrrd")

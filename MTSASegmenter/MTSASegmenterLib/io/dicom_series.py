@@ -18,10 +18,17 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
+from pydicom import uid
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ImplicitVRLittleEndian
 
 from ..errors import InputError
 
+GDCM_DECODES = {  # the transfer syntaxes SimpleITK's GDCM reads: uncompressed, deflate, JPEG, JPEG-LS, JPEG 2000, RLE
+    uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian,
+    uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1, uid.JPEGLSLossless, uid.JPEGLSNearLossless,
+    uid.JPEG2000Lossless, uid.JPEG2000, uid.RLELossless,
+}
 NOT_IMAGES = {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "PR", "KO", "REG", "DOC"}
 ORIENTATION_TOLERANCE = 1e-4  # direction cosines
 IN_PLANE_TOLERANCE = 0.1  # share of a pixel a slice may sit off its stack's axis
@@ -204,10 +211,12 @@ def _read_pixels(path: Path, frames: list[Frame]) -> sitk.Image:
     """Decode each file once (GDCM: compressed syntaxes included), stack the frames in sorted order, set the checked geometry."""
     decoded: dict[Path, np.ndarray] = {}
     for file, ds in {f.path: f.dataset for f in frames}.items():
+        syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", ImplicitVRLittleEndian)
         try:
+            if syntax not in GDCM_DECODES:  # asked anyway, GDCM's codecs print to the terminal before failing
+                raise RuntimeError(syntax)
             decoded[file] = sitk.GetArrayFromImage(sitk.ReadImage(str(file)))
         except RuntimeError:
-            syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", "unknown")
             raise InputError(f"{path}: {file.name}: pixel data could not be decoded (transfer syntax {getattr(syntax, 'name', syntax)}); "
                              "convert the series to an uncompressed syntax first (e.g. gdcmconv --raw)") from None
     planes = [decoded[f.path][(f.number or 1) - 1] for f in frames]
