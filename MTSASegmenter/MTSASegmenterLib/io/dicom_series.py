@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from pydicom.dataset import Dataset
 from pydicom import uid
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ImplicitVRLittleEndian
 
 from ..errors import InputError
 
@@ -106,10 +105,10 @@ def scan(path: Path) -> dict[str, list[tuple[Path, Dataset]]]:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, AttributeError):
             continue
-        uid = str(ds.get("SOPInstanceUID", ""))
-        if not uid or uid in seen or str(ds.get("Modality", "")) in NOT_IMAGES or "Rows" not in ds:
+        instance = str(ds.get("SOPInstanceUID", ""))
+        if not instance or instance in seen or str(ds.get("Modality", "")) in NOT_IMAGES or "Rows" not in ds:
             continue
-        seen.add(uid)
+        seen.add(instance)
         by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((file, ds))
     return by_series
 
@@ -119,7 +118,7 @@ def choose_series(path: Path, by_series: dict[str, list[tuple[Path, Dataset]]], 
         raise InputError(f"{path}: holds no DICOM image series")
     if series_uid is not None and series_uid in by_series:
         return by_series[series_uid]
-    listing = "; ".join(f"{uid} ({_description(items)}, {_count(items)} images)" for uid, items in by_series.items())
+    listing = "; ".join(f"{series} ({_description(items)}, {_count(items)} images)" for series, items in by_series.items())
     if series_uid is not None:
         raise InputError(f"{path}: no series {series_uid}; it holds {listing}")
     if len(by_series) > 1:
@@ -157,10 +156,9 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
 
 
 def _frame(path: Path, ds: Dataset, number: int | None, plane: Dataset) -> Frame:
-    where = path.name + (f" frame {number}" if number else "")
     for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
         if keyword not in plane or plane[keyword].value in (None, ""):
-            raise InputError(f"{path.parent if path.parent.name else path}: {where} has no {keyword}; its slice cannot be placed")
+            raise InputError(f"{path}: {f'frame {number} ' if number else ''}has no {keyword}; its slice cannot be placed")
     return Frame(ds, path, number, np.asarray(plane.ImagePositionPatient, float), np.asarray(plane.ImageOrientationPatient, float),
                  (float(plane.PixelSpacing[0]), float(plane.PixelSpacing[1])))
 
@@ -211,7 +209,7 @@ def _read_pixels(path: Path, frames: list[Frame]) -> sitk.Image:
     """Decode each file once (GDCM: compressed syntaxes included), stack the frames in sorted order, set the checked geometry."""
     decoded: dict[Path, np.ndarray] = {}
     for file, ds in {f.path: f.dataset for f in frames}.items():
-        syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", ImplicitVRLittleEndian)
+        syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", uid.ImplicitVRLittleEndian)
         try:
             if syntax not in GDCM_DECODES:  # asked anyway, GDCM's codecs print to the terminal before failing
                 raise RuntimeError(syntax)
