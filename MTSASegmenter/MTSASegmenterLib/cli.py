@@ -20,6 +20,22 @@ if TYPE_CHECKING:
     from .inference.report import Report
 
 
+FORMATS = {"seg": ".seg.nrrd", "nifti": ".gtv.nii.gz", "dicom-seg": ".seg.dcm", "rtstruct": ".rtstruct.dcm"}
+FORMAT_ALIASES = {"both": ("seg", "nifti")}
+DICOM_FORMATS = ("dicom-seg", "rtstruct")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``seg,rtstruct`` -> ('seg', 'rtstruct'); ``both`` is ``seg,nifti``."""
+    names: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        for name in FORMAT_ALIASES.get(part, (part,)):
+            if name not in FORMATS:
+                raise argparse.ArgumentTypeError(f"{part!r} is not one of {', '.join(FORMATS)} (or both)")
+            names += [name] if name not in names else []
+    return tuple(names)
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment the GTV and answer the model's heads (EGFR for the bundled model) for each image")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="a file SimpleITK reads, or a DICOM series folder")
@@ -27,23 +43,37 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: 4 on CPU, 16 on GPU)")
-    p.add_argument("--format", default="seg", choices=["seg", "nifti", "both"], help="segmentation file: .seg.nrrd, NIfTI labelmap, or both")
+    p.add_argument("--format", default=("seg",), type=parse_formats, metavar="LIST",
+                   help="comma-separated: seg (.seg.nrrd, default), nifti (.gtv.nii.gz), dicom-seg (.seg.dcm), "
+                        "rtstruct (.rtstruct.dcm); both = seg,nifti. The DICOM ones need a DICOM series input")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from a DICOM folder that holds several")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_predict)
 
 
-def output_paths(case: str, out: Path, fmt: str) -> list[Path]:
-    paths = []
-    if fmt in ("seg", "both"):
-        paths.append(out / f"{case}.seg.nrrd")
-    if fmt in ("nifti", "both"):
-        paths.append(out / f"{case}.gtv.nii.gz")
-    return paths + [out / f"{case}.json"]
+def output_paths(case: str, out: Path, formats: str | Sequence[str]) -> list[Path]:
+    formats = parse_formats(formats) if isinstance(formats, str) else formats
+    return [out / f"{case}{FORMATS[f]}" for f in formats] + [out / f"{case}.json"]
+
+
+def check_inputs(images: Sequence[str], formats: Sequence[str], series: str | None) -> None:
+    """Refuse, before any work, a missing input and DICOM options asked of an input that is not DICOM."""
+    from .io.dicom_series import is_dicom_input
+
+    wanted = [f for f in formats if f in DICOM_FORMATS]
+    for path in images:
+        if not Path(path).exists():
+            raise MTSAError(f"{path}: no such file or folder")
+        if wanted and not is_dicom_input(path):
+            raise MTSAError(f"{path}: --format {wanted[0]} needs a DICOM series input (a folder of DICOM files); this is not DICOM")
+        if series and not Path(path).is_dir():
+            raise MTSAError(f"{path}: --series picks one series of a DICOM folder; this is not a folder")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference.pipeline import case_name, predict_volume
-    from .io.imageio import read_image
+    from .io.dicom_common import Algorithm, DicomSource, require_references
+    from .io.imageio import read_input
     from .io.outputs import check_writable, write_prediction_files
     from .model.checkpoint import load_checkpoint
     from .resources import demo_model_path
@@ -56,20 +86,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise MTSAError(f"inputs {', '.join(duplicates)}: several inputs share a case name; predict them into separate --out folders")
     targets = {p: output_paths(c, args.out, args.format) for p, c in zip(args.images, cases)}
     check_writable([t for ts in targets.values() for t in ts], args.overwrite)
-    for path in args.images:
-        if not Path(path).exists():
-            raise MTSAError(f"{path}: no such file or folder")
+    check_inputs(args.images, args.format, args.series)
+    dicom_outputs = any(f in DICOM_FORMATS for f in args.format)
     model = load_checkpoint(args.model or demo_model_path())
     for path, case in zip(args.images, cases):
         start = time.perf_counter()
-        image = read_image(path)
+        image, series = read_input(path, args.series)
+        source = None
+        if dicom_outputs and series is not None:
+            require_references(series)
+            source = DicomSource(series, Algorithm(model.info.name, model.info.version, model.sha256))
         progress, close = progress_bar(case)
         try:
             result = predict_volume(image, model, device=args.device, batch_size=args.batch_size, progress=progress, case=case,
                                     source=str(path), started=start)
         finally:
             close()
-        write_prediction_files(targets[path], result.mask, result.report.to_dict(), segment=result.segment)
+        write_prediction_files(targets[path], result.mask, result.report.to_dict(), segment=result.segment, dicom=source)
         print(summary_line(result.report))
     return 0
 
@@ -115,6 +148,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ("evaluate", "training.evaluation.evaluate", "evaluate a checkpoint on a cohort folder"),
         ("ablations", "training.train.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
         ("check-real", "training.evaluation.real_cases", "predict the real scans of MTSA_REAL_DATA and compare with their references"),
+        ("cohort", "training.data.cohort_check", "check a cohort folder (cases.csv, nnU-Net raw dataset, BraTS folders) before training"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)  # the module's own parser answers --help
         p.set_defaults(func=None, module=module, command=name)

@@ -127,14 +127,15 @@ def test_model_warning_and_progress():
 def test_missing_requirements_uses_the_finder():
     present = {"SimpleITK"}
     missing = rv.missing_requirements(find_spec=lambda name: object() if name in present else None)
-    assert missing == ["scikit-image>=0.21", "opencv-python-headless>=4.8", "scipy>=1.10", "tqdm>=4.60"]
+    assert missing == ["scikit-image>=0.21", "opencv-python-headless>=4.8", "scipy>=1.10", "tqdm>=4.60", "pydicom>=3.0,<4",
+                       "highdicom>=0.25,<1", "nibabel>=5,<6"]
     assert rv.missing_requirements(find_spec=lambda name: object()) == []
 
 
 def test_requirements_match_pyproject():
     """What Slicer installs is what pip installs (torch via PyTorchUtils, numpy ships with Slicer)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    declared = {re.split(r"[<>=!~ ]", d, 1)[0].lower(): d for d in pyproject["project"]["dependencies"]}
+    declared = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower(): d for d in pyproject["project"]["dependencies"]}
     assert declared.pop("torch") == rv.TORCH_REQUIREMENT
     declared.pop("numpy")
     assert sorted(declared.values()) == sorted(rv.REQUIREMENTS.values())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -44,6 +44,7 @@ class Case:
     site: str
     acquired: date | None
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+    gtv_labels: tuple[int, ...] = ()  # the mask's labels that are the GTV (BraTS: 1, 3); () = every non-zero voxel
 
     def targets(self, heads: Sequence[TaskSpec]) -> np.ndarray:
         """Training targets in head order (class index or value / scale; NaN where unknown)."""
@@ -101,12 +102,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_cohort(folder: str | Path) -> list[Case]:
-    """Read and validate ``folder/cases.csv``; errors are one line naming the file and row."""
+def read_cohort(folder: str | Path, gtv_labels: Sequence[int] | None = None, labels: str | Path | None = None) -> list[Case]:
+    """Read and validate ``folder/cases.csv``, or an nnU-Net or BraTS folder (formats.py: ``gtv_labels``
+    and the ``labels`` CSV are for those); errors are one line naming the file and row."""
     folder = Path(folder)
     csv_path = folder / "cases.csv"
     if not csv_path.is_file():
-        raise InputError(f"{csv_path}: no cases.csv in the cohort folder")
+        from .formats import read_foreign
+
+        return read_foreign(folder, gtv_labels, labels)
+    if labels is not None:
+        raise InputError(f"{labels}: --labels is for nnU-Net and BraTS folders; {csv_path} holds this cohort's labels")
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
@@ -151,12 +157,19 @@ def read_cohort(folder: str | Path) -> list[Case]:
             )
     if not cases:
         raise InputError(f"{csv_path}: no cases")
-    return cases
+    return [replace(c, gtv_labels=tuple(gtv_labels)) for c in cases] if gtv_labels else cases
 
 
-def cohort_fingerprint(folder: str | Path) -> str:
-    """sha256 of cases.csv: names the training data in the provenance without copying it."""
-    return hashlib.sha256((Path(folder) / "cases.csv").read_bytes()).hexdigest()
+def cohort_fingerprint(folder: str | Path, gtv_labels: Sequence[int] | None = None, labels: str | Path | None = None) -> str:
+    """sha256 of cases.csv (and of a GTV label mapping): names the training data in the provenance
+    without copying it; nnU-Net and BraTS folders hash their listing (formats.fingerprint)."""
+    csv_path = Path(folder) / "cases.csv"
+    if not csv_path.is_file():
+        from .formats import fingerprint
+
+        return fingerprint(folder, gtv_labels, labels)
+    mapping = f"gtv_labels={list(gtv_labels)}".encode() if gtv_labels else b""
+    return hashlib.sha256(csv_path.read_bytes() + mapping).hexdigest()
 
 
 def _stratum(case: Case, column: str) -> int | str | None:

@@ -32,6 +32,7 @@ from MTSASegmenterLib.io.imageio import read_image
 from torch.utils.data import Dataset
 
 from .cohort import Case
+from .formats import binary_gtv
 
 CACHE_FORMAT = 1  # bump when what is stored changes
 
@@ -61,7 +62,7 @@ def read_mask(case: Case, image: sitk.Image) -> sitk.Image:
     )
     if not same_grid:
         raise InputError(f"{case.mask}: mask of case {case.case_id!r} is not on its image's grid (size, spacing, origin or direction differ)")
-    return mask
+    return binary_gtv(mask, case.gtv_labels) if case.gtv_labels else mask
 
 
 class SliceCache:
@@ -82,6 +83,8 @@ class SliceCache:
             "image": file_id(case.image),
             "mask": file_id(case.mask),
         }
+        if case.gtv_labels:  # a multi-label mask's GTV mapping (formats.py); absent, keys stay as before
+            data["gtv_labels"] = list(case.gtv_labels)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def get(self, case: Case) -> CachedCase:

@@ -49,6 +49,7 @@ from MTSASegmenterLib.postprocess.lesions import lesion_detection
 from tqdm import tqdm
 
 from ..data.cohort import Case, cohort_fingerprint, read_cohort
+from ..data.formats import add_cohort_options, detect_format
 from ..data.slices import read_mask
 
 MIN_LESION_MM = 5.0
@@ -468,14 +469,15 @@ class CaseSelection:
     includes_training_cases: bool
 
 
-def select_cases(data: Path, model: LoadedModel, which: str = "test") -> CaseSelection:
+def select_cases(data: Path, model: LoadedModel, which: str = "test", gtv_labels: Sequence[int] | None = None,
+                 labels: Path | None = None) -> CaseSelection:
     """``test``: the held-out patients (the split's test cases on the training cohort, every case
     of another cohort); ``all``: every case of the folder."""
     if which not in ("test", "all"):
         raise InputError(f"--cases {which!r}: choose test or all")
-    cases = read_cohort(data)
+    cases = read_cohort(data, gtv_labels, labels)
     training = model.info.training or {}
-    same = training.get("cases_csv_sha256") == cohort_fingerprint(data)
+    same = training.get("cases_csv_sha256") == cohort_fingerprint(data, gtv_labels, labels)
     if not same:
         return CaseSelection(tuple(cases), "external cohort: all cases", False, False)
     if which == "all":
@@ -556,7 +558,8 @@ def _write_per_patient(path: Path, results: Sequence[PatientResult]) -> None:
 
 def build_parser(prog: str = "mtsa evaluate") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Evaluate a checkpoint on a cohort folder (cases.csv + volumes).")
-    p.add_argument("--data", type=Path, required=True, help="cohort folder with cases.csv")
+    p.add_argument("--data", type=Path, required=True, help="cohort folder: cases.csv, an nnU-Net raw dataset or BraTS-style folders")
+    add_cohort_options(p)
     p.add_argument("--model", type=Path, required=True, help="checkpoint (best.pt of mtsa train)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--cases", choices=("test", "all"), default="test",
@@ -575,12 +578,12 @@ def main(argv: list[str] | None = None, prog: str = "mtsa evaluate") -> int:
     try:
         if args.n_boot < 1:
             raise InputError(f"--n-boot {args.n_boot}: must be at least 1")
-        if not (args.data / "cases.csv").is_file():
-            raise InputError(f"{args.data}: no cases.csv in the cohort folder")
+        if detect_format(args.data) is None:
+            raise InputError(f"{args.data}: not a cohort folder (no cases.csv, nnU-Net raw dataset or BraTS-style folders)")
         model = load_checkpoint(args.model)
         synthetic = model.info.synthetic_only if args.cohort == "auto" else args.cohort == "synthetic"
         settings = EvalSettings(device=args.device, n_boot=args.n_boot, seed=args.seed, synthetic=synthetic)
-        summary = evaluate_model(model, select_cases(args.data, model, args.cases), args.out, settings, data=args.data)
+        summary = evaluate_model(model, select_cases(args.data, model, args.cases, args.gtv_labels, args.labels), args.out, settings, data=args.data)
     except MTSAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from typing import Any
 from MTSASegmenterLib.errors import InputError, MTSAError
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
+from ..data.formats import detect_format
 from ..evaluation.evaluate import (
     NOT_CLINICAL,
     EvalSettings,
@@ -107,7 +108,8 @@ def run_ablations(
         data = test_data or Path(base.data)
         print(f"[{i}/{len(variants)}] {variant.key}: evaluating on {data}", file=sys.stderr)
         summaries[variant.key] = evaluate_model(
-            model, select_cases(data, model, "test"), cfg.out / "eval", settings, name=variant.key, data=data
+            model, select_cases(data, model, "test", base.gtv_labels, base.labels if test_data is None else None), cfg.out / "eval",
+            settings, name=variant.key, data=data
         )
     notes = [
         f"Each model trained at most {base.epochs} epoch(s) (early stopping after {base.patience} without improvement"
@@ -142,8 +144,8 @@ def main(argv: list[str] | None = None, prog: str = "mtsa ablations") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
         variants = chosen_variants(args.only)
-        if args.test_data is not None and not (args.test_data / "cases.csv").is_file():
-            raise InputError(f"{args.test_data}: no cases.csv in the test cohort folder")
+        if args.test_data is not None and detect_format(args.test_data) is None:
+            raise InputError(f"{args.test_data}: not a cohort folder (no cases.csv, nnU-Net raw dataset or BraTS-style folders)")
         base = config_from_args(args, command=" ".join([prog, *argv]))
         if base.cache_dir is None:  # one slice cache for all variants: the volumes are preprocessed once
             base = replace(base, cache_dir=args.out / "slice_cache")

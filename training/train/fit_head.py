@@ -21,7 +21,7 @@ import csv
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from MTSASegmenterLib.errors import InputError, MTSAError
@@ -50,6 +50,7 @@ from MTSASegmenterLib.postprocess.patient_model import LogisticModel, fit_logist
 from tqdm import tqdm
 
 from ..data.cohort import Case, cohort_fingerprint, read_cohort
+from ..data.formats import add_cohort_options
 from ..data.slices import read_mask
 
 SLICE_FEATURE = "slice_probability"
@@ -57,14 +58,14 @@ THRESHOLD_CANDIDATES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7
 MIN_LESION_MM = 5.0  # the lesions whose detection the trade-off reports (maximum diameter, as evaluate counts)
 
 
-def fitting_cases(data: Path, model: LoadedModel) -> list[Case]:
+def fitting_cases(data: Path, model: LoadedModel, gtv_labels: Sequence[int] | None = None, labels: Path | None = None) -> list[Case]:
     """The training and validation patients of the model's split (the cohort must be its own)."""
     training = model.info.training or {}
-    if training.get("cases_csv_sha256") != cohort_fingerprint(data):
+    if training.get("cases_csv_sha256") != cohort_fingerprint(data, gtv_labels, labels):
         raise InputError(f"{data}: not the cohort this model was trained on (cases.csv differs); fit on the training cohort")
     split = training.get("split", {})
     ids = set(split.get("train", {}).get("case_ids", [])) | set(split.get("val", {}).get("case_ids", []))
-    cases = [c for c in read_cohort(data) if c.case_id in ids]
+    cases = [c for c in read_cohort(data, gtv_labels, labels) if c.case_id in ids]
     if model.head("egfr") is not None and len({c.egfr for c in cases if c.egfr is not None}) < 2:
         raise InputError(f"{data}: the model's training patients need EGFR labels of both classes")
     return cases
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
                                                        "EGFR model (lesion features) of a trained network.")
     p.add_argument("--model", type=Path, required=True, help="trained checkpoint (best.pt of mtsa train)")
     p.add_argument("--data", type=Path, required=True, help="the cohort folder it was trained on")
+    add_cohort_options(p)
     p.add_argument("--out", type=Path, required=True, help="new checkpoint with the patient-level model")
     p.add_argument("--l2", type=float, default=1.0, help="penalty on the standardised coefficients")
     p.add_argument("--max-fp-per-patient", type=float, default=0.5,
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
             raise InputError(f"--out {args.out}: would replace the input model; choose another path")
         check_writable([args.out, feature_table_path(args.out)], args.overwrite)
         model = load_checkpoint(args.model)
-        summary = fit_head(model, fitting_cases(args.data, model), args.out, args.device, args.l2, args.with_slice_probability,
+        summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
                            max_fp_per_patient=args.max_fp_per_patient)
     except MTSAError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from ..data.augmentation import default_augmentation
 from ..data.cohort import SPLIT_KINDS, cohort_fingerprint, read_cohort, split_cohort
+from ..data.formats import add_cohort_options
 from ..data.slices import SliceCache, SliceDataset
 from . import ddp
 from .losses import WEIGHTINGS, LossConfig, MultiTaskLoss
@@ -69,6 +70,8 @@ class TrainConfig:
     test_fraction: float = 0.2
     cutoff: date | None = None  # temporal split: test = acquired on or after this date
     test_sites: tuple[str, ...] | None = None  # site split: default every site but the most common
+    gtv_labels: tuple[int, ...] | None = None  # nnU-Net / BraTS folders: the mask labels that are the GTV (formats.py)
+    labels: Path | None = None  # nnU-Net / BraTS folders: the labels CSV (default: labels.csv in the folder)
     seed: int = 0
     epochs: int = 200  # at most; early stopping usually ends the run first
     patience: int = 20
@@ -249,7 +252,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
 
     # Data: patient-level split, then slices from the cache (built by the main process only).
     split = split_cohort(
-        read_cohort(cfg.data), cfg.split, cfg.seed,
+        read_cohort(cfg.data, cfg.gtv_labels, cfg.labels), cfg.split, cfg.seed,
         val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, cutoff=cfg.cutoff, test_sites=cfg.test_sites,
         stratify=next((t.label_column for t in cfg.tasks if t.kind in ("binary", "multiclass")), "egfr"),
     )
@@ -299,7 +302,7 @@ def _train(cfg: TrainConfig, d: ddp.Dist, progress: Progress | None) -> Path:
 
     provenance = {
         "data": str(Path(cfg.data).resolve()),
-        "cases_csv_sha256": cohort_fingerprint(cfg.data),
+        "cases_csv_sha256": cohort_fingerprint(cfg.data, cfg.gtv_labels, cfg.labels),
         "split": split.summary(),
         "slices": {"train": len(train_set), "val": len(val_set)},
         "seed": cfg.seed,
@@ -434,7 +437,8 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> Non
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Options of one training run that ``mtsa train`` and ``mtsa ablations`` share: everything but
     the branches, the loss weighting and focal alpha (an ablation sets those per variant) and --resume."""
-    p.add_argument("--data", type=Path, required=True, help="cohort folder with cases.csv")
+    p.add_argument("--data", type=Path, required=True, help="cohort folder: cases.csv, an nnU-Net raw dataset or BraTS-style folders")
+    add_cohort_options(p)
     p.add_argument("--split", choices=SPLIT_KINDS, default="random")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.2)
@@ -514,7 +518,7 @@ def config_from_args(args: argparse.Namespace, command: str = "") -> TrainConfig
     )
     return TrainConfig(
         data=args.data, out=args.out, split=args.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-        cutoff=args.cutoff, test_sites=tuple(s.strip() for s in args.test_sites.split(",")) if args.test_sites else None,
+        cutoff=args.cutoff, gtv_labels=args.gtv_labels, labels=args.labels, test_sites=tuple(s.strip() for s in args.test_sites.split(",")) if args.test_sites else None,
         seed=args.seed, epochs=args.epochs, patience=args.patience, max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size,
         net=net, preprocess=preprocess,
         loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha), tasks=tasks,

@@ -1,4 +1,4 @@
-"""Reading an input volume (a file SimpleITK reads, or a DICOM series folder) and refusing bad ones early.
+"""Reading an input volume (a file SimpleITK reads, or a DICOM series: dicom_series.py) and refusing bad ones early.
 
 Every refusal is an ``InputError`` whose message names the input and what is wrong, so the
 command line can print it as one line and exit before anything is written.
@@ -12,20 +12,31 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from .dicom_series import DicomSeries, is_dicom_input, read_dicom
 
 MIN_SPACING_MM = 0.01  # below this a header is broken, not a scanner
 MAX_SPACING_MM = 50.0  # above this no slice of a brain MR makes sense
 MIN_INPLANE_VOXELS = 16  # one slice must hold at least a 16 x 16 field
+NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".img.gz")
 
 
-def read_image(path: str | Path) -> sitk.Image:
+def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     """Read a 3D volume from a file or a DICOM series folder; validated before it is returned."""
+    return read_input(path, series_uid)[0]
+
+
+def read_input(path: str | Path, series_uid: str | None = None) -> tuple[sitk.Image, DicomSeries | None]:
+    """The volume, and for DICOM input the source series (its slices, what DICOM outputs reference)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        image = _read_dicom_series(path)
+    series = None
+    if is_dicom_input(path):
+        series = read_dicom(path, series_uid)
+        image = series.image
     else:
+        if series_uid is not None:
+            raise InputError(f"{path}: --series picks a series of a DICOM folder; this is not DICOM")
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as exc:
@@ -33,24 +44,26 @@ def read_image(path: str | Path) -> sitk.Image:
             if "spacing" in reason.lower():
                 raise InputError(f"{path}: voxel spacing in the header is zero or negative ({reason})") from None
             raise InputError(f"{path}: not an image file that SimpleITK can read") from None
+        _refuse_hidden_nonfinite(path)
     validate_image(image, str(path))
-    return image
+    return image, series
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
-    if not series:
-        raise InputError(f"{folder}: folder holds no DICOM series")
-    files_per_series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
-    if len(series) > 1:
-        listing = ", ".join(f"{sid} ({len(f)} files)" for sid, f in files_per_series.items())
-        raise InputError(f"{folder}: folder holds {len(series)} DICOM series ({listing}); give one series per folder")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files_per_series[series[0]])
+def _refuse_hidden_nonfinite(path: Path) -> None:
+    """SimpleITK (2.5) reads NaN and infinite NIfTI voxels as 0; the raw payload, read with nibabel, still has them."""
+    if not path.name.lower().endswith(NIFTI_SUFFIXES):
+        return
+    import nibabel
+
     try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"{folder}: DICOM series could not be read ({_first_line(exc)})") from None
+        raw = nibabel.load(str(path))
+        if not np.issubdtype(raw.get_data_dtype(), np.floating):
+            return
+        bad = int(np.count_nonzero(~np.isfinite(np.asanyarray(raw.dataobj))))
+    except (OSError, ValueError, nibabel.filebasedimages.ImageFileError):
+        return  # SimpleITK read it; a header nibabel cannot parse holds no floats it could find
+    if bad:
+        raise InputError(f"{path}: {bad} voxels are NaN or infinite")
 
 
 def validate_image(image: sitk.Image, name: str) -> None:

@@ -1,4 +1,4 @@
-"""Output files: the segmentation Slicer opens, an optional NIfTI labelmap, and the JSON report.
+"""Output files: the segmentation Slicer opens, an optional NIfTI labelmap, DICOM SEG and RTSTRUCT, and the JSON report.
 
 All files of one case are written to temporary names in the output folder and renamed into place
 only when every one of them is complete, so a crash or Ctrl-C never leaves a half-written file,
@@ -12,13 +12,18 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import OutputError
 from . import terminology
+
+if TYPE_CHECKING:
+    from .dicom_common import DicomSource
+
+DICOM_SUFFIXES = (".seg.dcm", ".rtstruct.dcm")
 
 
 def segmentation_metadata(mask: sitk.Image, segment: terminology.SegmentTerminology = terminology.GTV) -> dict[str, str]:
@@ -104,9 +109,11 @@ def atomic_outputs(targets: list[Path]) -> Iterator[list[Path]]:
 
 def write_prediction_files(
     targets: list[Path], mask: sitk.Image, report: dict[str, Any], picture: Callable[[Path], Any] | None = None,
-    segment: terminology.SegmentTerminology = terminology.GTV,
+    segment: terminology.SegmentTerminology = terminology.GTV, dicom: DicomSource | None = None,
 ) -> None:
-    """Write one case's files, each chosen by its suffix, all-or-nothing."""
+    """Write one case's files, each chosen by its suffix, all-or-nothing; the DICOM ones need ``dicom``."""
+    if dicom is None and any(t.name.lower().endswith(DICOM_SUFFIXES) for t in targets):
+        raise ValueError("DICOM outputs need the source series (dicom=...)")
     with atomic_outputs(targets) as temps:
         for tmp, target in zip(temps, targets):
             name = target.name.lower()
@@ -114,6 +121,14 @@ def write_prediction_files(
                 write_segmentation(mask, tmp, segment)
             elif name.endswith((".nii.gz", ".nii")):
                 write_labelmap(mask, tmp)
+            elif name.endswith(".seg.dcm"):
+                from .dicom_seg import write_dicom_seg
+
+                write_dicom_seg(mask, dicom, segment, tmp)
+            elif name.endswith(".rtstruct.dcm"):
+                from .rtstruct import write_rtstruct
+
+                write_rtstruct(mask, dicom, segment, tmp)
             elif name.endswith(".json"):
                 write_json(report, tmp)
             elif name.endswith(".png") and picture is not None:

@@ -28,6 +28,9 @@ REQUIREMENTS: dict[str, str] = {
     "cv2": "opencv-python-headless>=4.8",
     "scipy": "scipy>=1.10",
     "tqdm": "tqdm>=4.60",
+    "pydicom": "pydicom>=3.0,<4",  # ships with Slicer: found, not installed
+    "highdicom": "highdicom>=0.25,<1",
+    "nibabel": "nibabel>=5,<6",
 }
 TORCH_REQUIREMENT = "torch>=2.1,<3"
 
