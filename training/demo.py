@@ -21,6 +21,8 @@ from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import find_lesions, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
 
+from .command import run_command
+
 
 def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Predict one synthetic case and compare it with the truth.")
@@ -31,7 +33,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    return run_command(lambda: _run(args), interrupted=f"files already in {args.out} are complete; the rest were not written")
 
+
+def _run(args: argparse.Namespace) -> int:
     from .phantoms.brain.generate import best_possible_accuracy, generate_case
 
     case = "demo_case"
@@ -63,7 +68,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     true_lesions = find_lesions(phantom.mask)
     print(summary_line(result.report))
     print(f"  image {'x'.join(map(str, phantom.image.GetSize()))} at {', '.join(f'{s:.2f}' for s in phantom.image.GetSpacing())} mm")
-    print(f"  truth:     {len(true_lesions)} lesion(s), GTV {sum(l.volume_ml for l in true_lesions):.2f} mL, EGFR {phantom.egfr}")
+    print(f"  truth:     {len(true_lesions)} lesion(s), GTV {sum(lesion.volume_ml for lesion in true_lesions):.2f} mL, EGFR {phantom.egfr}")
     print(f"  predicted: {len(result.report['gtv']['lesions'])} lesion(s), GTV {result.report['gtv']['volume_ml']:.2f} mL, "
           f"EGFR {result.report['egfr']['call']}")
     print(f"  Dice {dice(predicted, truth):.3f}; lesions found {detection['n_detected']}/{detection['n_truth_lesions_evaluated']} "
