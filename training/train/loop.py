@@ -122,8 +122,8 @@ class Trainer:
         )
         if not self.split.val:
             raise MTSAError(f"{cfg.data}: the {cfg.split} split leaves no validation case; early stopping needs one")
-        groups = {"train": self.split.train, "val": self.split.val}
-        targets = {name: [c.targets(self.heads) for c in cases] for name, cases in groups.items()}  # bad labels refused first
+        # every label cell is checked before minutes of caching
+        train_targets, val_targets = ([c.targets(self.heads) for c in group] for group in (self.split.train, self.split.val))
         cache = SliceCache(cfg.cache_dir or self.out / "slice_cache", cfg.preprocess)
         if d.main:
             for case in tqdm(self.split.train + self.split.val, desc="caching slices", disable=not cfg.progress_bar, leave=False):
@@ -132,8 +132,8 @@ class Trainer:
         augment = default_augmentation(cfg.preprocess.clip_max) if cfg.augment else None
         context = cfg.preprocess.context_slices
         self.train_set = SliceDataset([cache.get(c) for c in self.split.train], context, cfg.free_share, augment, cfg.seed,
-                                      targets["train"])
-        val_set = SliceDataset([cache.get(c) for c in self.split.val], context, cfg.free_share, None, cfg.seed, targets["val"])
+                                      train_targets)
+        val_set = SliceDataset([cache.get(c) for c in self.split.val], context, cfg.free_share, None, cfg.seed, val_targets)
         if not len(self.train_set) or not len(val_set):
             raise MTSAError(f"{cfg.data}: no tumour-bearing slices in the training or validation cases (empty masks?)")
         # One sampler type for one or many processes: seeded by (seed, epoch), so a resumed run replays.
