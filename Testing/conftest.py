@@ -11,7 +11,8 @@ from MTSASegmenterLib.config import NetConfig, PreprocessConfig
 from MTSASegmenterLib.model.checkpoint import save_checkpoint
 from MTSASegmenterLib.model.network import MTSANet
 
-from training.train.loop import TrainConfig, train
+from training.train.config import TrainConfig
+from training.train.loop import train
 
 
 @pytest.fixture

@@ -129,6 +129,21 @@ def write_exact_cohort(folder: Path, n: int = 2) -> Path:
     return folder
 
 
+def write_count_cohort(folder: Path, n: int = 6) -> Path:
+    """``write_exact_cohort`` where the lesion count decides the label: mutant patients (even rows)
+    keep both lesions, wild-type ones lose the second (its half of the volume becomes plain tissue)."""
+    write_exact_cohort(folder, n)
+    for i in range(1, n, 2):
+        for path in (folder / f"e{i}_img.nii.gz", folder / f"e{i}_seg.nii.gz"):
+            image = sitk.ReadImage(str(path))
+            array = sitk.GetArrayFromImage(image)
+            array[:, 32:, :] = 0 if path.name.endswith("_seg.nii.gz") else 1000
+            out = sitk.GetImageFromArray(array)
+            out.CopyInformation(image)
+            sitk.WriteImage(out, str(path))
+    return folder
+
+
 class ClassOnlyNet(BrightnessNet):
     """Test double of a classification-only MTSA-Net: the brightness rule's EGFR head, no GTV."""
 

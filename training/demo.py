@@ -21,6 +21,8 @@ from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import find_lesions, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
 
+from .command import run_command
+
 
 def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Predict one synthetic case and compare it with the truth.")
@@ -31,7 +33,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    return run_command(lambda: _run(args), interrupted=f"files already in {args.out} are complete; the rest were not written")
 
+
+def _run(args: argparse.Namespace) -> int:
     from .phantoms.brain.generate import best_possible_accuracy, generate_case
 
     case = "demo_case"

@@ -143,9 +143,9 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     for name, module, help_text in (
         ("synth", "training.phantoms.cli", "generate a synthetic cohort (brain MR of PHANTOM.md; --preset: liver CT, breast DCE-MRI)"),
         ("demo", "training.demo", "predict one synthetic case with the bundled model and compare with the truth"),
-        ("train", "training.train.loop", "train MTSA-Net on a cohort folder"),
+        ("train", "training.train.cli", "train MTSA-Net on a cohort folder"),
         ("fit-head", "training.train.fit_head", "fit the GTV component filter and the lesion-feature patient model of a trained network"),
-        ("evaluate", "training.evaluation.evaluate", "evaluate a checkpoint on a cohort folder"),
+        ("evaluate", "training.evaluation.cli", "evaluate a checkpoint on a cohort folder"),
         ("ablations", "training.train.ablations", "train and evaluate the paper's baselines and ablations (Tables 3-5)"),
         ("check-real", "training.evaluation.real_cases", "predict the real scans of MTSA_REAL_DATA and compare with their references"),
         ("cohort", "training.data.cohort_check", "check a cohort folder (cases.csv, nnU-Net raw dataset, BraTS folders) before training"),

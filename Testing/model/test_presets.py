@@ -8,7 +8,7 @@ from MTSASegmenterLib.config import NetConfig
 from MTSASegmenterLib.model.network import MTSANet, RegionWeighting
 from MTSASegmenterLib.model.presets import PRESETS
 
-from training.train.loop import build_parser, config_from_args
+from training.train.cli import build_parser, config_from_args
 
 
 def _config(*extra: str):

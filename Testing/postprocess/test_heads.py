@@ -28,7 +28,7 @@ from MTSASegmenterLib.postprocess.heads import head_answer, slice_values
 
 from training.data.cohort import read_cohort
 from training.evaluation.evaluate import CaseSelection, EvalSettings, evaluate_model
-from training.train.loop import main as train_main
+from training.train.cli import main as train_main
 
 GTV = DEFAULT_TASKS[0]
 BREAST = [

@@ -9,7 +9,10 @@ validation or test. Three kinds, as in the paper and TRIPOD:
 - ``site``: an external test set of whole sites (other scanners); validation drawn at random
   from the remaining sites.
 
-Random draws are stratified by EGFR label so that small validation sets hold both classes.
+Random draws are stratified by a classification head's classes (the trainer takes the first one:
+EGFR for MTSA-Net) so that small validation sets hold every class. Label columns (``egfr`` of
+PHANTOM.md, a preset's ``response``, ``er``...) are read as text; the head that reads a column
+checks its cells (``Case.targets``).
 """
 
 from __future__ import annotations
@@ -17,46 +20,21 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from MTSASegmenterLib.config import TaskSpec
 from MTSASegmenterLib.errors import InputError
 
-COLUMNS = ("case_id", "image", "mask", "egfr", "site", "acquired")  # PHANTOM.md; egfr may be absent
-REQUIRED = tuple(c for c in COLUMNS if c != "egfr")
-EGFR_LABELS = {"wild-type": 0, "mutant": 1, "": None}
+from .case import Case
+
+COLUMNS = ("case_id", "image", "mask", "site", "acquired")  # PHANTOM.md's, less its label column (egfr)
+NOT_LABELS = ("site", "acquired")  # cells kept in Case.labels that no head reads as a label
 SPLIT_KINDS = ("random", "temporal", "site")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One patient: absolute paths, EGFR label (1 mutant, 0 wild-type, None unknown), site, date,
-    and every cell of its cases.csv row that is not a path or an id (the heads read their labels there)."""
-
-    case_id: str
-    image: Path
-    mask: Path
-    egfr: int | None
-    site: str
-    acquired: date | None
-    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
-    gtv_labels: tuple[int, ...] = ()  # the mask's labels that are the GTV (BraTS: 1, 3); () = every non-zero voxel
-
-    def targets(self, heads: Sequence[TaskSpec]) -> np.ndarray:
-        """Training targets in head order (class index or value / scale; NaN where unknown)."""
-        out = np.full(len(heads), np.nan, dtype=np.float32)
-        for i, task in enumerate(heads):
-            try:
-                value = task.encode(self.labels.get(task.label_column, ""))
-            except ValueError as exc:
-                raise InputError(f"case {self.case_id!r}: column {task.label_column!r}: {exc}") from None
-            if value is not None:
-                out[i] = value
-        return out
+EGFR_COLUMN = "egfr"  # PHANTOM.md's label column, read by MTSA-Net's EGFR head
 
 
 @dataclass(frozen=True)
@@ -74,8 +52,6 @@ class Split:
         def group(cases: Sequence[Case]) -> dict[str, Any]:
             return {
                 "cases": len(cases),
-                "mutant": sum(c.egfr == 1 for c in cases),
-                "wild_type": sum(c.egfr == 0 for c in cases),
                 "labels": label_counts(cases),
                 "sites": dict(sorted(Counter(c.site for c in cases).items())),
                 "case_ids": [c.case_id for c in cases],
@@ -85,10 +61,10 @@ class Split:
 
 
 def label_counts(cases: Sequence[Case]) -> dict[str, dict[str, int]]:
-    """Per label column other than PHANTOM.md's own (a preset's ``response``, ``er``, ``ki67``...):
-    the count of each class, or of labelled patients where the values are numbers."""
+    """Per label column (``egfr``, a preset's ``response``, ``er``, ``ki67``...): the count of each
+    class, or of labelled patients where the values are numbers."""
     out: dict[str, dict[str, int]] = {}
-    for column in sorted({k for c in cases for k in c.labels} - set(COLUMNS)):
+    for column in sorted({k for c in cases for k in c.labels} - set(NOT_LABELS)):
         values = [c.labels[column].strip() for c in cases if c.labels.get(column, "").strip()]
         out[column] = {"labelled": len(values)} if all(_is_number(v) for v in values) else dict(sorted(Counter(values).items()))
     return out
@@ -116,15 +92,14 @@ def read_cohort(folder: str | Path, gtv_labels: Sequence[int] | None = None, lab
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in REQUIRED if c not in header]
+        missing = [c for c in COLUMNS if c not in header]
         if missing:
-            raise InputError(f"{csv_path}: missing column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
+            raise InputError(f"{csv_path}: missing column(s) {', '.join(missing)} (needs {','.join(COLUMNS)} and any label columns)")
         cases: list[Case] = []
         seen: set[str] = set()
         for row_number, row in enumerate(reader, start=2):  # row 1 is the header
             where = f"{csv_path}: row {row_number}"
             values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-            values.update({k: values.get(k, "") for k in COLUMNS})
             case_id = values["case_id"]
             if not case_id:
                 raise InputError(f"{where}: empty case_id")
@@ -139,10 +114,6 @@ def read_cohort(folder: str | Path, gtv_labels: Sequence[int] | None = None, lab
                 if not path.exists():
                     raise InputError(f"{where}: {key} file {values[key]!r} of case {case_id!r} not found")
                 paths[key] = path
-            if values["egfr"] not in EGFR_LABELS:
-                raise InputError(
-                    f"{where}: egfr {values['egfr']!r} of case {case_id!r} is not 'mutant', 'wild-type' or empty"
-                )
             acquired = None
             if values["acquired"]:
                 try:
@@ -152,7 +123,7 @@ def read_cohort(folder: str | Path, gtv_labels: Sequence[int] | None = None, lab
                         f"{where}: acquired {values['acquired']!r} of case {case_id!r} is not an ISO date (YYYY-MM-DD)"
                     ) from None
             cases.append(
-                Case(case_id, paths["image"], paths["mask"], EGFR_LABELS[values["egfr"]], values["site"], acquired,
+                Case(case_id, paths["image"], paths["mask"], values["site"], acquired,
                      {k: v for k, v in values.items() if k not in ("case_id", "image", "mask")})
             )
     if not cases:
@@ -172,16 +143,22 @@ def cohort_fingerprint(folder: str | Path, gtv_labels: Sequence[int] | None = No
     return hashlib.sha256(csv_path.read_bytes() + mapping).hexdigest()
 
 
-def _stratum(case: Case, column: str) -> int | str | None:
-    return case.egfr if column == "egfr" else case.labels.get(column, "").strip() or None
+def _stratum(case: Case, task: TaskSpec | None) -> float | None:
+    """The case's class index in ``task`` (None: unlabelled, or no stratification)."""
+    if task is None:
+        return None
+    try:
+        return task.encode(case.labels.get(task.label_column, ""))
+    except ValueError as exc:
+        raise InputError(f"case {case.case_id!r}: column {task.label_column!r}: {exc}") from None
 
 
-def _stratified_draw(cases: Sequence[Case], n: int, rng: np.random.Generator, column: str = "egfr") -> tuple[list[Case], list[Case]]:
-    """Draw ``n`` cases keeping the proportions of ``column``'s labels (unlabelled ones a stratum of
-    their own); returns (drawn, rest)."""
-    strata: dict[int | str | None, list[Case]] = {}
+def _stratified_draw(cases: Sequence[Case], n: int, rng: np.random.Generator, task: TaskSpec | None) -> tuple[list[Case], list[Case]]:
+    """Draw ``n`` cases keeping the proportions of ``task``'s classes (unlabelled ones a stratum of
+    their own, drawn first; then the classes in the head's order); returns (drawn, rest)."""
+    strata: dict[float | None, list[Case]] = {}
     for c in cases:
-        strata.setdefault(_stratum(c, column), []).append(c)
+        strata.setdefault(_stratum(c, task), []).append(c)
     keys = sorted(strata, key=lambda k: (k is not None, k))
     # Largest-remainder apportionment of n over the strata.
     quotas = {k: n * len(strata[k]) / len(cases) for k in keys}
@@ -212,14 +189,14 @@ def split_cohort(
     test_fraction: float = 0.2,
     cutoff: date | None = None,
     test_sites: Iterable[str] | None = None,
-    stratify: str = "egfr",
+    stratify: TaskSpec | None = None,
 ) -> Split:
     """Split patients into train / validation / test.
 
     ``temporal`` without ``cutoff`` puts the latest ``test_fraction`` of patients (by date) into the
     test set; ``site`` without ``test_sites`` tests on every site but the most common one.
     ``val_fraction`` is a share of the patients left for training. Random draws keep the
-    proportions of the ``stratify`` column's labels (the first classification head's).
+    proportions of the ``stratify`` head's classes (the trainer passes the first classification head).
     """
     cases = list(cases)
     rng = np.random.default_rng(seed)
@@ -253,3 +230,9 @@ def split_cohort(
     order = {c.case_id: i for i, c in enumerate(cases)}
     by_order = lambda group: tuple(sorted(group, key=lambda c: order[c.case_id]))  # noqa: E731
     return Split(kind, by_order(train), by_order(val), by_order(test))
+
+
+def egfr_head(tasks: Sequence[TaskSpec]) -> TaskSpec | None:
+    """MTSA-Net's EGFR head: the binary head that reads the ``egfr`` column. Table 3's EGFR columns,
+    fit-head's patient-level model and the image oracle are about this head; other presets have none."""
+    return next((t for t in tasks if t.kind == "binary" and t.label_column == EGFR_COLUMN), None)

@@ -28,7 +28,11 @@ import numpy as np
 import SimpleITK as sitk
 from MTSASegmenterLib.errors import InputError
 
-from .cohort import EGFR_LABELS, Case
+from MTSASegmenterLib.model.presets import PRESETS
+
+from .case import Case
+
+EGFR = next(t for t in PRESETS["mtsa-net"].tasks if t.label_column == "egfr")  # checks the egfr cells
 
 NNUNET, BRATS, CASES_CSV = "nnU-Net raw dataset", "BraTS-style folders", "cases.csv"
 BRATS_GTV_LABELS = (1, 3)
@@ -121,7 +125,7 @@ def _scan_nnunet(folder: Path, gtv_labels: Sequence[int] | None) -> Scan:
     for case_id, image in images.items():
         mask = folder / "labelsTr" / f"{case_id}{ending}"
         if mask.is_file():
-            scan.cases.append(Case(case_id, image, mask, None, "", None, {}, scan.gtv_labels))
+            scan.cases.append(Case(case_id, image, mask, "", None, {}, scan.gtv_labels))
         else:
             scan.problems.append(f"case {case_id}: no mask labelsTr/{mask.name}")
     for mask in sorted((folder / "labelsTr").glob(f"*{ending}")) if (folder / "labelsTr").is_dir() else []:
@@ -144,7 +148,7 @@ def _scan_brats(folder: Path, gtv_labels: Sequence[int] | None) -> Scan:
             what = "*-t1c.nii.gz" if len(images) != 1 else "*-seg.nii.gz"
             scan.problems.append(f"case {sub.name}: {found} {what} in {sub}")
             continue
-        scan.cases.append(Case(sub.name, images[0], masks[0], None, "", None, {}, scan.gtv_labels))
+        scan.cases.append(Case(sub.name, images[0], masks[0], "", None, {}, scan.gtv_labels))
     return scan
 
 
@@ -165,7 +169,7 @@ def _attach_labels(scan: Scan, path: Path, explicit: bool) -> None:
     for i, case in enumerate(scan.cases):
         values = rows.get(case.case_id, {})
         acquired = values.get("acquired", "")
-        scan.cases[i] = Case(case.case_id, case.image, case.mask, EGFR_LABELS.get(values.get("egfr", "")), values.get("site", ""),
+        scan.cases[i] = Case(case.case_id, case.image, case.mask, values.get("site", ""),
                              date.fromisoformat(acquired) if acquired else None, values, case.gtv_labels)
 
 
@@ -183,8 +187,10 @@ def read_labels(path: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
             if not case_id or case_id in rows:
                 problems.append(f"{where}: {'empty' if not case_id else 'duplicate'} case_id {case_id!r}")
                 continue
-            if values.get("egfr", "") not in EGFR_LABELS:
-                problems.append(f"{where}: egfr {values['egfr']!r} of case {case_id!r} is not 'mutant', 'wild-type' or empty")
+            try:
+                EGFR.encode(values.get("egfr", ""))
+            except ValueError as exc:
+                problems.append(f"{where}: egfr of case {case_id!r}: {exc}")
             try:
                 date.fromisoformat(values["acquired"]) if values.get("acquired") else None
             except ValueError:
@@ -218,8 +224,8 @@ def _ints(values: Sequence[int]) -> str:
 
 def describe(scan: Scan) -> dict[str, Any]:
     """Counts for the check's summary line: cases, EGFR labels, sites."""
-    egfr = {"mutant": sum(c.egfr == 1 for c in scan.cases), "wild-type": sum(c.egfr == 0 for c in scan.cases),
-            "unknown": sum(c.egfr is None for c in scan.cases)}
+    calls = [c.labels.get("egfr", "") for c in scan.cases]
+    egfr = {"mutant": calls.count("mutant"), "wild-type": calls.count("wild-type"), "unknown": calls.count("")}
     sites: dict[str, int] = {}
     for c in scan.cases:
         sites[c.site or "(none)"] = sites.get(c.site or "(none)", 0) + 1

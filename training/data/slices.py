@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from MTSASegmenterLib.config import PreprocessConfig
 from MTSASegmenterLib.errors import InputError
 from MTSASegmenterLib.inference.preprocess import ModelGrid, stack_context
 from MTSASegmenterLib.io.imageio import read_image
+from MTSASegmenterLib.io.outputs import atomic_outputs
 from torch.utils.data import Dataset
 
 from .cohort import Case
@@ -93,7 +93,6 @@ class SliceCache:
         meta_path = self.folder / f"{stem}.json"
         image_npy, mask_npy = self.folder / f"{stem}.image.npy", self.folder / f"{stem}.mask.npy"
         if not meta_path.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
             image = read_image(case.image)
             mask = read_mask(case, image)
             grid = ModelGrid.for_image(image, self.preprocess)
@@ -101,15 +100,12 @@ class SliceCache:
             labels = grid.mask_to_grid(mask)
             tumour = np.flatnonzero(labels.any(axis=(1, 2)))
             free = np.setdiff1d(grid.tissue_slices(volume), tumour)
-            # Atomic writes, metadata last: a half-written entry is never taken for a complete one.
-            for path, array in ((image_npy, volume), (mask_npy, labels)):
-                tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-                with open(tmp, "wb") as f:
-                    np.save(f, np.ascontiguousarray(array))
-                os.replace(tmp, path)
-            tmp = meta_path.with_name(meta_path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"case_id": case.case_id, "tumour": tumour.tolist(), "free": free.tolist()}))
-            os.replace(tmp, meta_path)
+            # All or nothing, renamed in order with the metadata last: an entry without its
+            # metadata is rebuilt, so a half-written one is never taken for a complete one.
+            with atomic_outputs([image_npy, mask_npy, meta_path]) as (image_tmp, mask_tmp, meta_tmp):
+                np.save(image_tmp, np.ascontiguousarray(volume))
+                np.save(mask_tmp, np.ascontiguousarray(labels))
+                meta_tmp.write_text(json.dumps({"case_id": case.case_id, "tumour": tumour.tolist(), "free": free.tolist()}))
         meta = json.loads(meta_path.read_text())
         return CachedCase(case.case_id, image_npy, mask_npy, tuple(meta["tumour"]), tuple(meta["free"]))
 

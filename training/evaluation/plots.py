@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from MTSASegmenterLib.config import TaskSpec
+from MTSASegmenterLib.inference.pipeline import Prediction
+from MTSASegmenterLib.model.checkpoint import LoadedModel
+from MTSASegmenterLib.postprocess.heads import slice_values
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -93,3 +98,20 @@ def slice_probability_plot(
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(f"{case}: truth {truth or 'unknown'}, call {call}")
     _save(fig, path)
+
+
+def write_slice_picture(path: Path, case: str, truth: str, prediction: Prediction, model: LoadedModel, task: TaskSpec,
+                        answer: dict[str, Any]) -> None:
+    """``slice_probability_plot`` of one patient's prediction for the binary head ``task``."""
+    values = slice_values(model.tasks, prediction.slices.class_logits)[task.name]
+    z = np.array(sorted(values), dtype=int)
+    pixel_mm2 = model.preprocess.spacing_mm**2
+    areas = None
+    if model.task("segmentation") is not None:
+        areas = [(prediction.slices.gtv_probability[k] >= 0.5).sum() * pixel_mm2 for k in z]
+    used = set(answer.get("slices_used") or [])
+    slice_probability_plot(
+        path, case=case, positions_mm=prediction.grid.slice_positions_mm[z], probabilities=[values[k][-1] for k in z],
+        areas_mm2=areas, used=[int(k) in used for k in z], patient_probability=answer.get("probability"),
+        threshold=answer.get("threshold", task.threshold), truth=truth, call=answer["call"],
+    )

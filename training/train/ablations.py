@@ -12,7 +12,7 @@ Tables in ``OUT``: ``table3`` (MTSA-Net vs segmentation-only vs classification-o
 and .csv with the cohort's best possible EGFR accuracy beside every accuracy; a table is written
 when at least one of its rows ran. Single-task models leave the other task's columns "—"; a
 classification-only model's EGFR call is the mean slice probability over tissue slices (see
-``training.evaluation.evaluate.RULES``).
+``training.evaluation.summary.RULES``).
 
 Runs resume: re-running with the same ``--out`` continues an interrupted variant and does not
 retrain a finished one (a changed setting is refused by the trainer, naming it).
@@ -27,18 +27,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from MTSASegmenterLib.errors import InputError, MTSAError
+from MTSASegmenterLib.errors import InputError
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
 from ..data.formats import detect_format
-from ..evaluation.evaluate import (
-    NOT_CLINICAL,
-    EvalSettings,
-    evaluate_model,
-    select_cases,
-    write_table,
-)
-from .loop import TrainConfig, add_run_options, config_from_args, train
+from ..command import run_command
+from ..evaluation.evaluate import EvalSettings, evaluate_model, select_cases
+from ..evaluation.summary import NOT_CLINICAL
+from ..evaluation.tables import write_table
+from .cli import add_run_options, config_from_args
+from .config import TrainConfig
+from .loop import train
 from .losses import LossConfig
 
 
@@ -139,10 +138,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "mtsa ablations") -> int:
-    """Exit 0 with the table paths on stdout; one ``error: ...`` line and 1 on bad input."""
+    """Exit 0 with the table paths on stdout; the exit-code rule of ``training.command`` otherwise."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
-    try:
+
+    def body() -> int:
         variants = chosen_variants(args.only)
         if args.test_data is not None and detect_format(args.test_data) is None:
             raise InputError(f"{args.test_data}: not a cohort folder (no cases.csv, nnU-Net raw dataset or BraTS-style folders)")
@@ -152,11 +152,10 @@ def main(argv: list[str] | None = None, prog: str = "mtsa ablations") -> int:
         settings = EvalSettings(device=args.device, n_boot=args.n_boot, seed=args.seed, synthetic=not args.real_data,
                                 progress_bar=not args.no_progress)
         _, tables = run_ablations(base, variants, settings, args.test_data)
-    except (MTSAError, ValueError) as exc:  # ValueError: an inconsistent configuration
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(str(t) for t in tables))
-    return 0
+        print("\n".join(str(t) for t in tables))
+        return 0
+
+    return run_command(body, interrupted="finished variants are kept; re-running the same command continues")
 
 
 if __name__ == "__main__":

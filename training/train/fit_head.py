@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from MTSASegmenterLib.errors import InputError, MTSAError
+from MTSASegmenterLib.config import TaskSpec
+from MTSASegmenterLib.errors import InputError
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
-from MTSASegmenterLib.io.outputs import check_writable
+from MTSASegmenterLib.io.outputs import atomic_outputs, check_writable
 from MTSASegmenterLib.model.checkpoint import (
     LoadedModel,
     load_checkpoint,
@@ -49,7 +50,8 @@ from MTSASegmenterLib.postprocess.lesions import label_components, max_diameters
 from MTSASegmenterLib.postprocess.patient_model import LogisticModel, fit_logistic
 from tqdm import tqdm
 
-from ..data.cohort import Case, cohort_fingerprint, read_cohort
+from ..command import run_command
+from ..data.cohort import Case, cohort_fingerprint, egfr_head, read_cohort
 from ..data.formats import add_cohort_options
 from ..data.slices import read_mask
 
@@ -66,9 +68,16 @@ def fitting_cases(data: Path, model: LoadedModel, gtv_labels: Sequence[int] | No
     split = training.get("split", {})
     ids = set(split.get("train", {}).get("case_ids", [])) | set(split.get("val", {}).get("case_ids", []))
     cases = [c for c in read_cohort(data, gtv_labels, labels) if c.case_id in ids]
-    if model.head("egfr") is not None and len({c.egfr for c in cases if c.egfr is not None}) < 2:
+    task = egfr_head(model.tasks)
+    if task is not None and len({label(c, task) for c in cases} - {None}) < 2:
         raise InputError(f"{data}: the model's training patients need EGFR labels of both classes")
     return cases
+
+
+def label(case: Case, task: TaskSpec) -> int | None:
+    """The case's class index for ``task`` (None: unknown); a bad cell is refused naming case and column."""
+    value = case.targets([task])[0]
+    return None if np.isnan(value) else int(value)
 
 
 @dataclass
@@ -86,7 +95,7 @@ class Measured:
 def measure(case: Case, model: LoadedModel, device: str) -> Measured:
     image = read_image(case.image)
     prediction = predict_volume(image, model, device=device, case=case.case_id)
-    task = model.head("egfr")
+    task = egfr_head(model.tasks)
     return Measured(case, prediction.volume, prediction.slices.gtv_probability,
                     prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
                     prediction.grid.spacing_zyx,
@@ -158,7 +167,14 @@ def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float 
     return model.to_dict(), float(chosen["min_component_probability"]), table
 
 
-def patient_row(p: Measured, components: Components, component_model: dict[str, Any], min_probability: float) -> dict[str, Any]:
+def lesion_feature_row(volume: np.ndarray, gtv: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:
+    """The patient-level lesion features (``PATIENT_FEATURES``) of the GTV ``gtv`` in the normalised
+    model-grid ``volume``: the patient model's input, measured as the product measures it."""
+    return patient_features(measure_lesions(volume, gtv, spacing_zyx))
+
+
+def patient_row(p: Measured, components: Components, component_model: dict[str, Any], min_probability: float,
+                egfr: int | None) -> dict[str, Any]:
     """One patient's features as the product measures them on its own (filtered) prediction."""
     probability = p.probability.copy()
     if component_model:
@@ -166,8 +182,7 @@ def patient_row(p: Measured, components: Components, component_model: dict[str, 
         drop_scored_components(probability, components.labels, scores, min_probability)
     areas = {z: float((probability[z] >= 0.5).sum()) for z in p.slice_values}
     paper = top_area_half_mean(areas, {z: float(v[-1]) for z, v in p.slice_values.items()}).probability
-    lesions = measure_lesions(p.volume, probability >= 0.5, p.spacing_zyx)
-    return {"case": p.case.case_id, "egfr": "" if p.case.egfr is None else p.case.egfr, **patient_features(lesions),
+    return {"case": p.case.case_id, "egfr": "" if egfr is None else egfr, **lesion_feature_row(p.volume, probability >= 0.5, p.spacing_zyx),
             SLICE_FEATURE: 0.5 if paper is None else paper}
 
 
@@ -190,7 +205,7 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
              with_slice_probability: bool = False, progress_bar: bool = True, max_fp_per_patient: float = 0.5) -> dict[str, Any]:
     """Choose the GTV component filter, fit the patient model (if the model has an EGFR head), write
     the new checkpoint to ``out`` and the feature table beside it; returns the summary."""
-    task, segmentation = model.head("egfr"), model.task("segmentation")
+    task, segmentation = egfr_head(model.tasks), model.task("segmentation")
     if segmentation is None:
         raise InputError(f"{model.path}: fit-head needs a model with a segmentation task")
     unfiltered = {"segmentation": {"min_peak": 0.0, "min_volume_ml": 0.0, "component_model": {}, "min_component_probability": 0.0},
@@ -200,7 +215,8 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
     patients = [measure(case, base, device) for case in bar]
     parts = [components_of(p) for p in patients]  # measured once: for the filter's fit and the patients' rows
     component_model, min_probability, trade_off = choose_filter(parts, max_fp_per_patient, l2)
-    rows = [patient_row(p, c, component_model, min_probability) for p, c in zip(patients, parts)]
+    rows = [patient_row(p, c, component_model, min_probability, label(p.case, task) if task else None)
+            for p, c in zip(patients, parts)]
     summary: dict[str, Any] = {"component_model": bool(component_model), "min_component_probability": min_probability,
                                "max_fp_per_patient": max_fp_per_patient, "filter_trade_off": trade_off, "filter_patients": len(patients)}
     tasks = [replace(t, min_peak=0.0, min_volume_ml=0.0, component_model=component_model, min_component_probability=min_probability)
@@ -222,7 +238,7 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
         rows = [{k: v for k, v in r.items() if k not in ("egfr", SLICE_FEATURE)} for r in rows]
     info = replace(model.info, metrics={**model.info.metrics, "patient_head": summary})
     save_checkpoint(out, model.net, model.net_config, model.preprocess, tasks, info, model.extra)
-    with open(feature_table_path(out), "w", newline="", encoding="utf-8") as f:
+    with atomic_outputs([feature_table_path(out)]) as (tmp,), open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -248,20 +264,20 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        if args.l2 <= 0:
-            raise InputError(f"--l2 {args.l2}: must be positive")
-        if args.max_fp_per_patient < 0:
-            raise InputError(f"--max-fp-per-patient {args.max_fp_per_patient}: must not be negative")
-        if args.out.resolve() == args.model.resolve():
-            raise InputError(f"--out {args.out}: would replace the input model; choose another path")
-        check_writable([args.out, feature_table_path(args.out)], args.overwrite)
-        model = load_checkpoint(args.model)
-        summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
-                           max_fp_per_patient=args.max_fp_per_patient)
-    except MTSAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.l2 <= 0:
+        raise InputError(f"--l2 {args.l2}: must be positive")
+    if args.max_fp_per_patient < 0:
+        raise InputError(f"--max-fp-per-patient {args.max_fp_per_patient}: must not be negative")
+    if args.out.resolve() == args.model.resolve():
+        raise InputError(f"--out {args.out}: would replace the input model; choose another path")
+    check_writable([args.out, feature_table_path(args.out)], args.overwrite)
+    model = load_checkpoint(args.model)
+    summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
+                       max_fp_per_patient=args.max_fp_per_patient)
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
     print(f"GTV components kept when the component model rates them {summary['min_component_probability']:g} or more "
           f"(fitting patients, cross-validated: lesion sensitivity {chosen['lesion_sensitivity']:.3f}, "

@@ -47,8 +47,9 @@ def focal_loss_sum(
     return per_pixel.flatten(1).sum(1).mean()
 
 
-def egfr_cross_entropy(cls_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 8, mean over the labelled slices; 0 (still attached to the graph) when none is labelled."""
+def labelled_cross_entropy(cls_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 (the paper's EGFR loss, here every classification head's): cross-entropy, mean over the
+    labelled slices (target != IGNORE); 0 (still attached to the graph) when none is labelled."""
     labelled = target != IGNORE
     if not bool(labelled.any()):
         return cls_logits.float().sum() * 0.0
@@ -62,7 +63,7 @@ def head_loss(task: TaskSpec, logits: torch.Tensor, target: torch.Tensor) -> tor
         if not bool(known.any()):
             return logits.float().sum() * 0.0
         return F.smooth_l1_loss(logits.float()[known, 0], target[known].float())
-    return egfr_cross_entropy(logits, torch.where(known, target, torch.full_like(target, IGNORE)).long())
+    return labelled_cross_entropy(logits, torch.where(known, target, torch.full_like(target, IGNORE)).long())
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from training.data.cohort import Case, read_cohort, split_cohort
 from training.data.slices import SliceCache, SliceDataset, select_slices
 
 HEADS = head_tasks(DEFAULT_TASKS)
+EGFR = HEADS[0]
 
 TINY = PreprocessConfig(input_size=64, spacing_mm=1.0, context_slices=1)
 
@@ -33,8 +34,8 @@ TINY = PreprocessConfig(input_size=64, spacing_mm=1.0, context_slices=1)
 def fake_cases(n: int, sites: tuple[str, ...] = ("internal",)) -> list[Case]:
     """Cases without files, for split logic only."""
     return [
-        Case(f"p{i:03d}", Path(f"p{i}.nii.gz"), Path(f"p{i}_seg.nii.gz"), int(i % 3 != 0), sites[i % len(sites)],
-             date(2018, 8, 1) + timedelta(days=7 * i))
+        Case(f"p{i:03d}", Path(f"p{i}.nii.gz"), Path(f"p{i}_seg.nii.gz"), sites[i % len(sites)],
+             date(2018, 8, 1) + timedelta(days=7 * i), {"egfr": ("wild-type", "mutant")[int(i % 3 != 0)]})
         for i in range(n)
     ]
 
@@ -47,7 +48,7 @@ def test_read_cohort(tmp_path: Path) -> None:
     folder = write_tiny_cohort(tmp_path / "cohort", n=3)
     cases = read_cohort(folder)
     assert [c.case_id for c in cases] == ["c0", "c1", "c2"]
-    assert cases[0].egfr == 1 and cases[1].egfr == 0 and cases[0].acquired == date(2020, 1, 1)
+    assert cases[0].labels["egfr"] == "mutant" and cases[1].labels["egfr"] == "wild-type" and cases[0].acquired == date(2020, 1, 1)
     assert cases[0].image == folder / "c0_img.nii.gz" and cases[0].image.exists()
 
 
@@ -55,7 +56,6 @@ def test_read_cohort(tmp_path: Path) -> None:
     "column, value, message",
     [
         ("image", "nowhere.nii.gz", "row 3: image file 'nowhere.nii.gz' of case 'c1' not found"),
-        ("egfr", "positive", "row 3: egfr 'positive' of case 'c1' is not"),
         ("acquired", "01/02/2021", "row 3: acquired '01/02/2021' of case 'c1' is not an ISO date"),
         ("case_id", "c0", "row 3: duplicate case_id 'c0'"),
     ],
@@ -73,6 +73,16 @@ def test_read_cohort_errors_name_file_and_row(tmp_path: Path, column: str, value
     assert "\n" not in str(info.value)
 
 
+def test_a_bad_label_is_refused_by_the_head_that_reads_it(tmp_path: Path) -> None:
+    """EGFR is a label column like any other: read as text, checked by its head (the split's stratification,
+    the training targets), one line naming the case and the column."""
+    cases = [replace(c, labels={**c.labels, "egfr": "positive" if c.case_id == "p001" else c.labels["egfr"]}) for c in fake_cases(10)]
+    with pytest.raises(InputError, match="case 'p001': column 'egfr': 'positive' is not one of 'wild-type', 'mutant'"):
+        split_cohort(cases, "random", stratify=EGFR)
+    with pytest.raises(InputError, match="case 'p001': column 'egfr'"):
+        cases[1].targets(HEADS)
+
+
 def test_read_cohort_missing_column(tmp_path: Path) -> None:
     (tmp_path / "cases.csv").write_text("case_id,image,mask\n")
     with pytest.raises(InputError, match="missing column.*site, acquired"):
@@ -84,15 +94,18 @@ def test_read_cohort_missing_column(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["random", "temporal", "site"])
 def test_no_patient_in_two_splits(kind: str) -> None:
     cases = fake_cases(188, sites=("internal", "internal", "internal", "linyi", "shanghai"))
-    split = split_cohort(cases, kind, seed=3)
+    split = split_cohort(cases, kind, seed=3, stratify=EGFR)
     groups = [ids(split.train), ids(split.val), ids(split.test)]
     assert all(g for g in groups)
     assert sum(map(len, groups)) == len(cases) and set().union(*groups) == ids(cases)
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
-    assert split_cohort(cases, kind, seed=3) == split  # seeded
-    assert {c.egfr for c in split.val} == {0, 1}  # stratified draw keeps both classes
+    assert split_cohort(cases, kind, seed=3, stratify=EGFR) == split  # seeded
+    assert {c.labels["egfr"] for c in split.val} == {"wild-type", "mutant"}  # stratified draw keeps both classes
     summary = split.summary()
     assert summary["train"]["cases"] == len(split.train) and summary["kind"] == kind
+    counts = [summary[g]["labels"]["egfr"] for g in ("train", "val", "test")]
+    assert sum(c["mutant"] for c in counts) == sum(c.labels["egfr"] == "mutant" for c in cases)
+    assert [sum(c.values()) for c in counts] == [len(split.train), len(split.val), len(split.test)]
 
 
 def test_split_summary_counts_the_labels_of_other_heads() -> None:
@@ -101,14 +114,15 @@ def test_split_summary_counts_the_labels_of_other_heads() -> None:
     summary = split_cohort(cases, "random", seed=1).summary()
     groups = [summary[g]["labels"] for g in ("train", "val", "test")]
     assert sum(g["response"].get("response", 0) for g in groups) == 20 and sum(g["ki67"]["labelled"] for g in groups) == 39
-    assert all(set(g) == {"response", "ki67"} for g in groups)  # PHANTOM.md's own columns are counted elsewhere
+    assert all(set(g) == {"response", "ki67"} for g in groups)  # site and date are not labels
 
 
 def test_a_preset_cohort_is_stratified_by_its_own_head() -> None:
     """No EGFR labels; 8 of 40 patients do not respond: validation and test both get some."""
-    cases = [replace(c, egfr=None, labels={"response": "non-response" if i % 5 == 0 else "response"}) for i, c in enumerate(fake_cases(40))]
+    cases = [replace(c, labels={"response": "non-response" if i % 5 == 0 else "response"}) for i, c in enumerate(fake_cases(40))]
+    response = TaskSpec("Response", "binary", ("non-response", "response"))
     for seed in range(5):
-        split = split_cohort(cases, "random", seed=seed, val_fraction=0.2, test_fraction=0.25, stratify="response")
+        split = split_cohort(cases, "random", seed=seed, val_fraction=0.2, test_fraction=0.25, stratify=response)
         for group, expected in ((split.test, 2), (split.val, 1)):  # 8 x 10/40; 6 x 6/30 rounds to 1
             assert sum(c.labels["response"] == "non-response" for c in group) == expected
 
@@ -131,7 +145,7 @@ def test_site_split_and_split_errors() -> None:
     assert {c.site for c in split.test} == {"linyi"} and {c.site for c in split.train + split.val} == {"internal"}
     with pytest.raises(InputError, match="no case from site"):
         split_cohort(cases, "site", test_sites=["mars"])
-    undated = [Case("x", Path("x"), Path("y"), 1, "s", None)] + cases
+    undated = [Case("x", Path("x"), Path("y"), "s", None)] + cases
     with pytest.raises(InputError, match="without an 'acquired' date: x"):
         split_cohort(undated, "temporal")
     with pytest.raises(ValueError, match="split kind"):
@@ -180,7 +194,7 @@ def test_slice_dataset(tmp_path: Path) -> None:
     assert len(paper) == n_tumour
     item = paper[0]
     assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
-    assert item["mask"].sum() > 0 and item["targets"].tolist() == [cases[0].egfr]
+    assert item["mask"].sum() > 0 and item["targets"].tolist() == [1.0]  # c0 is mutant, EGFR's class 1
     volume = np.load(cached[0].image_npy)
     z = item["z"]
     assert torch.equal(item["image"][1], torch.from_numpy(volume[z]))  # centre channel = the slice
@@ -216,10 +230,10 @@ def test_head_labels_come_from_their_columns(tmp_path: Path) -> None:
         csv.writer(f).writerows([header, *body])
     heads = [TaskSpec("ER", "binary", ("negative", "positive")), TaskSpec("Ki-67", "regression", column="ki67", scale=100.0)]
     cases = read_cohort(folder)
-    assert cases[0].egfr is None and cases[0].labels["er"] == "positive"
+    assert "egfr" not in cases[0].labels and cases[0].labels["er"] == "positive"
     np.testing.assert_allclose(cases[0].targets(heads), [1.0, 0.125])
     second = cases[1].targets(heads)
     assert np.isnan(second[0]) and second[1] == pytest.approx(0.4)
-    bad = Case("x", Path("i"), Path("m"), None, "s", None, {"er": "maybe"})
+    bad = Case("x", Path("i"), Path("m"), "s", None, {"er": "maybe"})
     with pytest.raises(InputError, match="case 'x': column 'er': 'maybe' is not one of 'negative', 'positive'"):
         bad.targets(heads)

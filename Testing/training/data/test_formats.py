@@ -22,7 +22,8 @@ from scipy import ndimage
 from training.data.cohort import cohort_fingerprint, read_cohort
 from training.data.slices import SliceCache, read_mask
 from training.evaluation.evaluate import select_cases
-from training.train.loop import TrainConfig, train
+from training.train.config import TrainConfig
+from training.train.loop import train
 
 EGFR = ("mutant", "wild-type")
 
@@ -85,7 +86,7 @@ def test_nnunet_dataset_reads_as_cases(tiny, tmp_path):
     cases = read_cohort(as_nnunet(tiny, tmp_path / "Dataset501_BM"))
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(tiny / "c0_seg.nii.gz"))) > 0
     assert [c.case_id for c in cases] == [f"BM_{i:03d}" for i in range(6)]
-    assert [c.egfr for c in cases] == [1, 0] * 3 and cases[4].site == "B" and cases[1].acquired.isoformat() == "2021-02-01"
+    assert [c.labels.get("egfr") for c in cases] == ["mutant", "wild-type"] * 3 and cases[4].site == "B" and cases[1].acquired.isoformat() == "2021-02-01"
     assert cases[0].gtv_labels == (1, 2)  # every foreground label by default
     assert gtv_of(cases[0]).sum() > truth.sum()  # lesion and oedema
     only = read_cohort(tmp_path / "Dataset501_BM", gtv_labels=(2,))
@@ -95,7 +96,7 @@ def test_nnunet_dataset_reads_as_cases(tiny, tmp_path):
 
 def test_brats_folders_map_labels_to_the_gtv(tiny, tmp_path):
     cases = read_cohort(as_brats(tiny, tmp_path / "brats"))
-    assert cases[0].gtv_labels == (1, 3) and cases[0].egfr == 1
+    assert cases[0].gtv_labels == (1, 3) and cases[0].labels["egfr"] == "mutant"
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(tiny / "c0_seg.nii.gz"))) > 0
     assert np.array_equal(gtv_of(cases[0]), truth)  # oedema (2) is not GTV
     cache = SliceCache(tmp_path / "cache", PreprocessConfig(input_size=64, spacing_mm=1.0))

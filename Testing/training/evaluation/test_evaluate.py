@@ -7,23 +7,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-from helpers import ClassOnlyNet, stand_in, write_exact_cohort, write_tiny_cohort
-from MTSASegmenterLib.config import (
-    DEFAULT_TASKS,
-)
+import pytest
+from helpers import ClassOnlyNet, stand_in, write_count_cohort, write_exact_cohort, write_tiny_cohort
+from MTSASegmenterLib.config import DEFAULT_TASKS
+from MTSASegmenterLib.errors import EXIT_ERROR
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
 from training.data.cohort import read_cohort
-from training.evaluation.evaluate import (
-    CSV_COLUMNS,
-    TABLE_COLUMNS,
-    CaseSelection,
-    EvalSettings,
-    evaluate_model,
-    main,
-    segmentation_scores,
-    select_cases,
-)
+from training.evaluation.cli import main
+from training.evaluation.evaluate import CaseSelection, EvalSettings, evaluate_model, select_cases
+from training.evaluation.scores import segmentation_scores
+from training.evaluation.tables import CSV_COLUMNS, TABLE_COLUMNS
 
 FAST = EvalSettings(device="cpu", n_boot=50, synthetic=False, progress_bar=False)
 
@@ -112,7 +106,48 @@ def test_case_selection(trained: tuple[Path, Path], tmp_path: Path) -> None:
 
 def test_bad_input_is_one_error_line(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     cohort, model = trained
-    assert main(["--data", str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path / "o")]) == 1
-    assert main(["--data", str(cohort), "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["--data", str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert main(["--data", str(cohort), "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == EXIT_ERROR
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(e.startswith("error: ") for e in errors)
+
+
+def _relabel(cohort: Path, labels: list[str]) -> None:
+    rows = read_csv(cohort / "cases.csv")
+    for row, label in zip(rows, labels):
+        row["egfr"] = label
+    with open(cohort / "cases.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_image_oracle_beside_the_bayes_limit(tmp_path: Path) -> None:
+    """Lesion count decides the label (mutant: two lesions, wild-type: one): fit-head's lesion-feature model
+    measured inside the truth masks calls every patient right, so the oracle is 1; the model's accuracy on
+    the same patients is reported against it. With labels the image does not show, the oracle falls to chance."""
+    cohort = write_count_cohort(tmp_path / "count", n=8)
+    selection = CaseSelection(tuple(read_cohort(cohort)), "all", False, False)
+    summary = evaluate_model(stand_in(), selection, tmp_path / "eval", EvalSettings(device="cpu", n_boot=50, progress_bar=False,
+                                                                                     pictures=False), data=cohort)
+    oracle = summary["image_oracle"]
+    assert oracle["accuracy"] == 1.0 and oracle["patients"] == 8 and oracle["labels"] == {"mutant": 4, "wild-type": 4}
+    accuracy = summary["egfr"]["accuracy"]["value"]
+    assert oracle["model_minus_oracle"] == pytest.approx(accuracy - 1.0)
+    assert summary["heads"]["egfr"]["image_oracle"] == oracle and 0.85 < summary["best_possible_accuracy"] < 0.97
+    row = read_csv(tmp_path / "eval" / "table3.csv")[0]
+    assert float(row["Image oracle accuracy"]) == 1.0 and float(row["EGFR Accuracy - oracle"]) == pytest.approx(accuracy - 1.0)
+    assert row["Best possible accuracy"] and "image oracle 1.000" in (tmp_path / "eval" / "heads.md").read_text()
+
+    seg_only = stand_in(tasks=[t for t in DEFAULT_TASKS if t.kind == "segmentation"])  # no EGFR head: the oracle still shows
+    summary = evaluate_model(seg_only, selection, tmp_path / "seg", EvalSettings(device="cpu", n_boot=50, progress_bar=False,
+                                                                                  pictures=False, synthetic=False), data=cohort)
+    assert summary["egfr"] is None and summary["image_oracle"]["accuracy"] == 1.0 and "model_minus_oracle" not in summary["image_oracle"]
+    row = read_csv(tmp_path / "seg" / "table3.csv")[0]
+    assert row["Image oracle accuracy"] == "1.0" and row["EGFR Accuracy - oracle"] == "" and row["Best possible accuracy"] == ""
+
+    _relabel(cohort, ["mutant", "wild-type", "wild-type", "mutant"] * 2)  # half of each class has two lesions
+    selection = CaseSelection(tuple(read_cohort(cohort)), "all", False, False)
+    summary = evaluate_model(seg_only, selection, tmp_path / "blind", EvalSettings(device="cpu", n_boot=50, progress_bar=False,
+                                                                                    pictures=False, synthetic=False), data=cohort)
+    assert summary["image_oracle"]["accuracy"] <= 0.5

@@ -8,15 +8,17 @@ from pathlib import Path
 import pytest
 from helpers import write_tiny_cohort
 from MTSASegmenterLib.cli import main as mtsa
+from MTSASegmenterLib.errors import EXIT_ERROR
 
-from training.evaluation.evaluate import CSV_COLUMNS, TABLE_COLUMNS
+from training.evaluation.tables import CSV_COLUMNS, TABLE_COLUMNS
 from training.train.ablations import (
     VARIANTS,
     build_parser,
     chosen_variants,
     variant_config,
 )
-from training.train.loop import TrainConfig, config_from_args
+from training.train.cli import config_from_args
+from training.train.config import TrainConfig
 
 
 def test_two_variants_write_their_tables(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -57,7 +59,7 @@ def test_variants_and_bad_names(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert [configs[k].loss.focal_alpha for k in ("alpha-0.7", "mtsa", "alpha-0.9")] == [0.7, 0.8, 0.9]
     assert configs["mtsa"].out == tmp_path / "out" / "mtsa"
     assert [v.key for v in chosen_variants("equal,mtsa")] == ["mtsa", "equal"]
-    assert mtsa(["ablations", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--only", "mtsa,unet"]) == 1
+    assert mtsa(["ablations", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--only", "mtsa,unet"]) == EXIT_ERROR
     assert capsys.readouterr().err.strip() == (
         "error: --only unet: unknown variant(s); choose from mtsa, seg-only, cls-only, equal, alpha-0.7, alpha-0.9"
     )

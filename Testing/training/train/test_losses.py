@@ -12,7 +12,7 @@ from training.train.losses import (
     IGNORE,
     LossConfig,
     MultiTaskLoss,
-    egfr_cross_entropy,
+    labelled_cross_entropy,
     focal_loss_sum,
     soft_dice_loss,
 )
@@ -51,9 +51,9 @@ def test_focal_is_stable_for_confident_logits() -> None:
 
 def test_cross_entropy_ignores_unlabelled_slices() -> None:
     logits = torch.tensor([[0.0, math.log(3.0)], [5.0, -5.0]])
-    assert egfr_cross_entropy(logits, torch.tensor([1, IGNORE])).item() == pytest.approx(-math.log(0.75))
+    assert labelled_cross_entropy(logits, torch.tensor([1, IGNORE])).item() == pytest.approx(-math.log(0.75))
     none = torch.zeros(2, 2, requires_grad=True)
-    loss = egfr_cross_entropy(none, torch.tensor([IGNORE, IGNORE]))
+    loss = labelled_cross_entropy(none, torch.tensor([IGNORE, IGNORE]))
     loss.backward()
     assert loss.item() == 0.0 and torch.equal(none.grad, torch.zeros(2, 2))
 

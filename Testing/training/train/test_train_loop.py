@@ -13,10 +13,12 @@ import pytest
 import torch
 from helpers import write_tiny_cohort
 from MTSASegmenterLib.config import NetConfig, PreprocessConfig
-from MTSASegmenterLib.errors import MTSAError
+from MTSASegmenterLib.errors import EXIT_ERROR, MTSAError
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
-from training.train.loop import TrainConfig, main, train
+from training.train.cli import main
+from training.train.config import TrainConfig
+from training.train.loop import train
 
 NET = NetConfig(in_channels=3, base_width=4, input_size=64)
 PRE = PreprocessConfig(input_size=64, context_slices=1)
@@ -89,7 +91,7 @@ def test_cli(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert info.name == "Site A GTV"
     assert info.training["split"]["kind"] == "temporal" and info.training["command"].startswith("mtsa train --data")
     assert info.training["config"]["loss"]["weighting"] == "equal"
-    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *common]) == 1
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *common]) == EXIT_ERROR
     assert capsys.readouterr().err.startswith("error: ")
 
 
@@ -98,7 +100,7 @@ def test_ddp_two_cpu_processes(cohort: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "training.train.loop", "--data", str(cohort), "--out", str(tmp_path / "ddp"), "--input-size", "64", "--width", "4",
+        "-m", "training.train.cli", "--data", str(cohort), "--out", str(tmp_path / "ddp"), "--input-size", "64", "--width", "4",
         "--epochs", "1", "--batch-size", "2", "--workers", "0", "--no-progress", "--device", "cpu", "--val-fraction", "0.25",
         "--cache-dir", str(tmp_path / "ddp_cache"),
     ]

@@ -1,0 +1,182 @@
+"""One patient's scores: the GTV against the truth, every head's answer beside the patient's label,
+and the lesion features inside the truth mask (the image oracle's input, see ``oracle``).
+
+Each patient's whole volume goes through ``predict_volume``, so the numbers describe what a user
+gets. GTV metrics of the paper (Zhou et al. 2023, Table 3: Dice, HD95 (mm), pixel precision and
+recall) are taken on the *tumour slices* (the model grid's axial slices where the truth, mapped
+with ``ModelGrid.mask_to_grid``, has GTV; the prediction elsewhere is ignored, as in a slice-wise
+evaluation); a whole-volume tool also needs volume Dice on the input grid, lesion-wise sensitivity
+for truth lesions >= 5 mm and false-positive lesions (``lesion_detection``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from MTSASegmenterLib.config import TaskSpec, head_tasks
+from MTSASegmenterLib.inference.pipeline import Prediction, predict_volume
+from MTSASegmenterLib.io.imageio import read_image
+from MTSASegmenterLib.io.overlay import write_overlay
+from MTSASegmenterLib.metrics import dice, hd95, pixel_precision_recall
+from MTSASegmenterLib.model.checkpoint import LoadedModel
+from MTSASegmenterLib.postprocess.heads import slice_values
+from MTSASegmenterLib.postprocess.lesions import lesion_detection
+
+from ..data.cohort import Case, egfr_head
+from ..data.slices import read_mask
+from ..train.fit_head import lesion_feature_row
+
+MIN_LESION_MM = 5.0
+
+
+@dataclass(frozen=True)
+class SegmentationScores:
+    """One patient's GTV scores; tumour-slice metrics are NaN when the truth has no GTV."""
+
+    dice: float
+    hd95_mm: float
+    precision: float
+    recall: float
+    tumour_slices: int
+    volume_dice: float
+    truth_lesions_evaluated: int
+    detected: int
+    lesion_sensitivity: float
+    false_positive_lesions: int
+    truth_volume_ml: float
+    predicted_volume_ml: float
+
+
+def segmentation_scores(
+    pred_grid: np.ndarray,
+    truth_grid: np.ndarray,
+    grid_spacing: Sequence[float],
+    pred_volume: np.ndarray,
+    truth_volume: np.ndarray,
+    volume_spacing: Sequence[float],
+) -> SegmentationScores:
+    """Scores from boolean ``[z, y, x]`` masks on the model grid and on the input grid (spacings in array order)."""
+    pred_grid, truth_grid = np.asarray(pred_grid, bool), np.asarray(truth_grid, bool)
+    pred_volume, truth_volume = np.asarray(pred_volume, bool), np.asarray(truth_volume, bool)
+    tumour = truth_grid.any(axis=(1, 2))
+    if tumour.any():
+        pred_on = pred_grid & tumour[:, None, None]  # full array kept, so HD95 sees the true geometry
+        precision, recall = pixel_precision_recall(pred_on, truth_grid)
+        slice_scores = (dice(pred_on, truth_grid), hd95(pred_on, truth_grid, grid_spacing), precision, recall)
+    else:
+        slice_scores = (math.nan,) * 4
+    detection = lesion_detection(pred_volume, truth_volume, volume_spacing, min_diameter_mm=MIN_LESION_MM)
+    voxel_ml = float(np.prod(volume_spacing)) / 1000.0
+    return SegmentationScores(
+        *slice_scores,
+        tumour_slices=int(tumour.sum()),
+        volume_dice=dice(pred_volume, truth_volume),
+        truth_lesions_evaluated=int(detection["n_truth_lesions_evaluated"]),
+        detected=int(detection["n_detected"]),
+        lesion_sensitivity=float(detection["lesion_sensitivity"]),
+        false_positive_lesions=int(detection["n_false_positive_lesions"]),
+        truth_volume_ml=float(truth_volume.sum()) * voxel_ml,
+        predicted_volume_ml=float(pred_volume.sum()) * voxel_ml,
+    )
+
+
+def head_answer(prediction: Prediction, model: LoadedModel, task: TaskSpec) -> dict[str, Any]:
+    """The head's patient-level answer: the report's; a classification-only model has no GTV to rank
+    slices by, so there it is the mean over every tissue slice the network saw (``summary.RULES``)."""
+    if model.task("segmentation") is not None:
+        return prediction.report.heads[task.key].to_dict()
+    values = slice_values(model.tasks, prediction.slices.class_logits)[task.name]
+    slices = sorted(values)
+    answer: dict[str, Any] = {"name": task.name, "kind": task.kind, "slices_used": slices}
+    mean = np.mean([values[z] for z in slices], axis=0) if slices else None
+    if task.kind == "regression":
+        return {**answer, "value": None if mean is None else float(mean[0]), "unit": task.unit}
+    answer["classes"] = list(task.classes)
+    if task.kind == "multiclass":
+        if mean is None:
+            return {**answer, "probabilities": None, "call": "indeterminate"}
+        return {**answer, "probabilities": dict(zip(task.classes, map(float, mean))), "call": task.classes[int(np.argmax(mean))]}
+    probability = None if mean is None else float(mean[-1])
+    call = "indeterminate" if probability is None else task.classes[int(probability > task.threshold)]
+    return {**answer, "probability": probability, "call": call, "threshold": task.threshold}
+
+
+def answer_columns(task: TaskSpec, answer: dict[str, Any], truth: str) -> dict[str, Any]:
+    """The head's cells of per_patient.csv: ``<head>_true``, ``_call``, ``_probability`` (binary) and
+    ``_correct``, or ``_value`` and ``_error`` for a regression head."""
+    key = task.key
+    row: dict[str, Any] = {f"{key}_true": truth}
+    if task.kind == "regression":
+        value = answer.get("value")
+        error = "" if value is None or not truth else abs(value - float(truth))
+        return {**row, f"{key}_value": "" if value is None else value, f"{key}_error": error}
+    row[f"{key}_call"] = answer.get("call")
+    if task.kind == "binary":
+        row[f"{key}_probability"] = answer.get("probability")
+    return {**row, f"{key}_correct": "" if not truth else int(answer.get("call") == truth)}
+
+
+@dataclass(frozen=True)
+class PatientResult:
+    case: str
+    seg: SegmentationScores | None
+    seconds: float
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # every head's answer, by report key
+    labels: dict[str, str] = field(default_factory=dict)  # the patient's cases.csv cells
+    truth_features: dict[str, float] | None = None  # lesion features inside the truth mask (image oracle)
+    tasks: tuple[TaskSpec, ...] = ()  # the model's heads, in order
+
+    def label(self, task: TaskSpec) -> str:
+        return self.labels.get(task.label_column, "").strip()
+
+    def row(self) -> dict[str, Any]:
+        """Flat row for per_patient.csv (no cells for outputs the model does not have)."""
+        row: dict[str, Any] = {"case": self.case}
+        for task in self.tasks:
+            row.update(answer_columns(task, self.heads[task.key], self.label(task)))
+        if self.seg is not None:
+            row.update(asdict(self.seg))
+        row["seconds"] = round(self.seconds, 3)
+        return row
+
+
+def _spacing_zyx(image: sitk.Image) -> tuple[float, float, float]:
+    return tuple(float(s) for s in image.GetSpacing()[::-1])  # type: ignore[return-value]
+
+
+def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | None,
+                  oracle_columns: Sequence[str] = ()) -> PatientResult:
+    """Predict one patient's whole volume and score it; writes its pictures when ``pictures`` is a
+    folder; measures the truth's lesion features when the patient has a label in ``oracle_columns``."""
+    start = time.perf_counter()
+    image = read_image(case.image)
+    truth = read_mask(case, image)
+    prediction = predict_volume(image, model, device=device, case=case.case_id, source=str(case.image))
+    truth_grid = prediction.grid.mask_to_grid(truth) > 0
+    seg = None
+    if model.task("segmentation") is not None:
+        seg = segmentation_scores(
+            prediction.slices.gtv_probability >= 0.5, truth_grid, prediction.grid.spacing_zyx,
+            sitk.GetArrayViewFromImage(prediction.mask) != 0, sitk.GetArrayViewFromImage(truth) != 0, _spacing_zyx(image),
+        )
+    heads = head_tasks(model.tasks)
+    answers = {t.key: head_answer(prediction, model, t) for t in heads}
+    features = None
+    if any(case.labels.get(column, "").strip() for column in oracle_columns):
+        features = lesion_feature_row(prediction.volume, truth_grid, prediction.grid.spacing_zyx)
+    if pictures is not None:
+        write_overlay(pictures / f"{case.case_id}_overlay.png", prediction.grid, prediction.volume, prediction.mask, truth)
+        task = egfr_head(heads)
+        if task is not None:
+            from .plots import write_slice_picture
+
+            write_slice_picture(pictures / f"{case.case_id}_slices.png", case.case_id, case.labels.get(task.label_column, ""),
+                                prediction, model, task, answers[task.key])
+    return PatientResult(case.case_id, seg, time.perf_counter() - start, answers, dict(case.labels), features, tuple(heads))

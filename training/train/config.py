@@ -1,0 +1,102 @@
+"""What one training run depends on: a frozen dataclass, stored whole in the checkpoint's provenance
+and in ``last.pt`` (a resumed run must match it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from MTSASegmenterLib.config import (
+    DEFAULT_TASKS,
+    NetConfig,
+    PreprocessConfig,
+    TaskSpec,
+    check_compatible,
+)
+
+from ..data.cohort import SPLIT_KINDS
+from .losses import LossConfig
+
+# Fields that may change between an interrupted run and its resumption.
+RESUMABLE = frozenset({"epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir",
+                       "max_minutes", "model_name"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; stored in the checkpoint's provenance."""
+
+    data: Path
+    out: Path
+    split: str = "random"  # random | temporal | site
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    cutoff: date | None = None  # temporal split: test = acquired on or after this date
+    test_sites: tuple[str, ...] | None = None  # site split: default every site but the most common
+    gtv_labels: tuple[int, ...] | None = None  # nnU-Net / BraTS folders: the mask labels that are the GTV (data/formats.py)
+    labels: Path | None = None  # nnU-Net / BraTS folders: the labels CSV (default: labels.csv in the folder)
+    seed: int = 0
+    epochs: int = 200  # at most; early stopping usually ends the run first
+    patience: int = 20
+    max_minutes: float | None = None  # wall-clock budget: no new epoch starts after it
+    lr: float = 3e-4
+    batch_size: int = 16
+    net: NetConfig = field(default_factory=NetConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS  # those the network's branches leave active are trained
+    free_share: float = 0.0  # share of tumour-free tissue slices among training slices (paper: 0)
+    augment: bool = True
+    cache_dir: Path | None = None
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # mixed precision, on CUDA only
+    num_workers: int = 2
+    resume: bool = False
+    synthetic_only: bool = True  # the data are the phantom: the model is stamped not for clinical use
+    model_name: str = "MTSA-Net"  # as checkpoint and reports name the model (a preset's name by default)
+    command: str = ""
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLIT_KINDS:
+            raise ValueError(f"split must be one of {', '.join(SPLIT_KINDS)}, got {self.split!r}")
+        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
+            raise ValueError("epochs, patience and batch_size must be positive")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        for name in ("val_fraction", "test_fraction", "free_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if sum(t.kind == "segmentation" for t in self.tasks) != 1:
+            raise ValueError("the task list needs exactly one segmentation task")
+        check_compatible(self.net, self.preprocess, self.active_tasks)
+
+    @property
+    def active_tasks(self) -> list[TaskSpec]:
+        """The tasks this network trains: the segmentation if it segments, the heads if it classifies."""
+        return [t for t in self.tasks if (self.net.segmentation if t.kind == "segmentation" else self.net.classification)]
+
+    @property
+    def stratify_task(self) -> TaskSpec | None:
+        """The first classification head of the task list (trained or not): random draws keep its
+        classes' proportions, so the split does not depend on which branches a variant trains."""
+        return next((t for t in self.tasks if t.kind in ("binary", "multiclass")), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (NetConfig, PreprocessConfig)):
+                value = value.to_dict()
+            elif f.name == "tasks":
+                value = [t.to_dict() for t in value]
+            elif isinstance(value, LossConfig):
+                value = asdict(value)
+            elif isinstance(value, (Path, date)):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            d[f.name] = value
+        return d
