@@ -63,3 +63,19 @@ def image_voxels_ras(mask: sitk.Image, volume=None) -> np.ndarray:
         transform.GetTransformToWorld(to_world)
         points = np.array([to_world.TransformPoint(p) for p in points])
     return points[np.lexsort(points.T[::-1])]
+
+
+def segment_array(segmentation_node, name: str, reference_volume) -> np.ndarray:
+    """The segment as a [z, y, x] 0/1 array on the reference volume's grid (what
+    slicer.util.arrayFromSegmentBinaryLabelmap gives in the application, which needs slicer.mrmlScene)."""
+    scene = segmentation_node.GetScene()
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__export__")
+    try:
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name))
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node, ids, labelmap, reference_volume)
+        dims = labelmap.GetImageData().GetDimensions()
+        return (numpy_support.vtk_to_numpy(labelmap.GetImageData().GetPointData().GetScalars()).reshape(dims[::-1]) > 0).astype(np.uint8)
+    finally:
+        scene.RemoveNode(labelmap)
