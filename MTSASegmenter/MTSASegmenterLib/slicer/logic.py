@@ -25,10 +25,11 @@ import SimpleITK as sitk
 
 from ..errors import MTSAError
 from . import bridge
+from .translation import _
 from .runner import ChildProcess, PollTimer, failure_message, python_executable, worker_command
 from .worker import output_paths, parse_progress
 
-CANCELLED_TEXT = "Cancelled; nothing was changed."
+CANCELLED_TEXT = _("Cancelled; nothing was changed.")
 
 
 class Stage(enum.Enum):
