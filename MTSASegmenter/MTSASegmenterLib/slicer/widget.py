@@ -17,7 +17,7 @@ import slicer
 import vtk
 from slicer.util import VTKObservationMixin
 
-from . import bridge, dependencies, report_view
+from . import bridge, dependencies, plot_chart, report_view
 from .logic import ACTIVE, Outcome, Stage
 from .parameters import request_from_parameters
 from .translation import _
@@ -296,17 +296,12 @@ class SegmenterPanel(VTKObservationMixin):
     def _showPlot(self, report: dict, head: dict) -> None:
         """The per-slice curve in the panel's own plot view, which never follows other modules' charts."""
         xs, ys = report_view.slice_curve(report)
-        if self._chartNode is not None and self._chartNode.GetScene() is None:
-            self._chartNode = None  # removed from the scene: draw a new one rather than nothing
-        self._chartNode = bridge.egfr_plot_chart_node(
+        self._chartNode = plot_chart.egfr_plot_chart_node(
             slicer.mrmlScene, xs, ys, head.get("threshold"), chart_node=self._chartNode,
             title=f"{head['name']}: {report_view.probability_label(report).rstrip(':').lower()} {_('per slice')}",
             probability=head["kind"] != "regression",
         )
-        if self._plotViewNode is None or self._plotViewNode.GetScene() is None:
-            self._plotViewNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotViewNode", "MTSASegmenter plot view")
-            self._plotViewNode.SetDoPropagatePlotChartSelection(False)  # else it shows whatever chart another module selects
-            self._plotViewNode.SetSaveWithScene(False)
+        self._plotViewNode = plot_chart.private_plot_view(slicer.mrmlScene, self._plotViewNode)
         self._plotViewNode.SetPlotChartNodeID(self._chartNode.GetID())
         self._plotWidget.setMRMLPlotViewNode(self._plotViewNode)
         self.ui.showPlotInLayoutButton.enabled = bool(xs)
