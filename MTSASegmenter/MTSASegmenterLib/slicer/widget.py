@@ -120,13 +120,18 @@ class SegmenterPanel(VTKObservationMixin):
     def updateParameterNodeFromGUI(self, *_args) -> None:
         if self._parameters is None or self._updatingGUI:
             return
-        p = self._parameters
-        p.inputVolume = self.ui.inputVolumeSelector.currentNode()
-        p.outputSegmentation = self.ui.outputSegmentationSelector.currentNode()
-        p.useBundledModel = self.ui.modelSourceComboBox.currentIndex == 0
-        p.modelPath = self.ui.modelPathLineEdit.currentPath or ""
-        p.device = self.ui.deviceComboBox.itemData(self.ui.deviceComboBox.currentIndex) or "auto"
-        p.batchSize = int(self.ui.batchSizeSpinBox.value)
+        self._updatingGUI = True  # each write modifies the node: the GUI must not be refreshed half-way
+        try:
+            p = self._parameters
+            p.inputVolume = self.ui.inputVolumeSelector.currentNode()
+            p.outputSegmentation = self.ui.outputSegmentationSelector.currentNode()
+            p.useBundledModel = self.ui.modelSourceComboBox.currentIndex == 0
+            p.modelPath = self.ui.modelPathLineEdit.currentPath or ""
+            p.device = self.ui.deviceComboBox.itemData(self.ui.deviceComboBox.currentIndex) or "auto"
+            p.batchSize = int(self.ui.batchSizeSpinBox.value)
+        finally:
+            self._updatingGUI = False
+        self.updateGUIFromParameterNode()
 
     def populateDevices(self) -> None:
         combo = self.ui.deviceComboBox
