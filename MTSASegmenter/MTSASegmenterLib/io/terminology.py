@@ -13,6 +13,14 @@ Code = tuple[str, str, str]  # (coding scheme, value, meaning)
 
 MORPHOLOGICALLY_ALTERED: Code = ("SCT", "49755003", "Morphologically Altered Structure")
 
+#: The context names Slicer gives its terminology lists (SegmentationCategoryTypeContextName and the
+#: anatomic context of its bundled JSON files). "Neoplasm, Primary" and "Neoplasm, Secondary" are
+#: listed under Morphologically Altered Structure in the DICOM master list only, so an entry naming
+#: another context (e.g. "3D Slicer General Anatomy list") is one Slicer's terminology selector
+#: cannot find.
+CATEGORY_CONTEXT = "Segmentation category and type - DICOM master list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+
 
 @dataclass(frozen=True)
 class SegmentTerminology:
@@ -23,10 +31,25 @@ class SegmentTerminology:
     category: Code = MORPHOLOGICALLY_ALTERED
 
     def entry(self) -> str:
-        """The segment's ``Segmentation_TerminologyEntry`` string as Slicer writes it in .seg.nrrd."""
+        """The segment's terminology string exactly as Slicer serialises it (``vtkSegment.GetTerminology``,
+        the ``TerminologyEntry`` tag in .seg.nrrd): context~category~type~type modifier~anatomic
+        context~region~region modifier, each code ``scheme^value^meaning``."""
         code = "^".join
-        return (f"Segmentation category and type - 3D Slicer General Anatomy list~{code(self.category)}"
-                f"~{code(self.type)}~^^~Anatomic codes - DICOM master list~{code(self.region)}~^^")
+        return (f"{CATEGORY_CONTEXT}~{code(self.category)}~{code(self.type)}~^^"
+                f"~{ANATOMIC_CONTEXT}~{code(self.region)}~^^")
+
+    @classmethod
+    def from_entry(cls, name: str, color: tuple[float, float, float], entry: str) -> "SegmentTerminology":
+        """The inverse of ``entry()``: how a segment read back from a .seg.nrrd is described again."""
+        parts = entry.split("~")
+        if len(parts) != 7:
+            raise ValueError(f"{entry!r}: not a terminology entry (context~category~type~modifier~context~region~modifier)")
+
+        def code(text: str) -> Code:
+            scheme, value, meaning = (text.split("^", 2) + ["", ""])[:3]
+            return (scheme, value, meaning)
+
+        return cls(name, tuple(float(c) for c in color), code(parts[2]), code(parts[5]), code(parts[1]))
 
     def to_report(self) -> dict[str, str]:
         return {"name": self.name, "type": self.type[2], "region": self.region[2], "terminology": self.entry()}

@@ -1,46 +1,25 @@
 """What the Slicer panel shows, as pure functions of the report: testable without Qt or Slicer.
 
-The widget in ``MTSASegmenter.py`` only copies these strings and numbers into its labels,
+The widget (``widget.py``) only copies these strings and numbers into its labels,
 table and plot; every decision about wording, rounding, ordering and which choices to offer
 lives here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+from .translation import _
 
 NOT_AVAILABLE = "–"
 
-LESION_COLUMNS: tuple[str, ...] = ("Lesion", "Volume (mL)", "Max diameter (mm)")
+LESION_COLUMNS: tuple[str, ...] = (_("Lesion"), _("Volume (mL)"), _("Max diameter (mm)"))
 
-SYNTHETIC_WARNING = (
+SYNTHETIC_WARNING = _(
     "Demo model trained on synthetic phantoms only: its GTV and other outputs are for trying the "
     "software, not for any clinical or research decision."
 )
-
-# Python packages the core needs inside Slicer, beside torch (installed via the PyTorch extension)
-# and numpy (part of Slicer). Import name -> pip requirement; kept equal to pyproject.toml.
-REQUIREMENTS: dict[str, str] = {
-    "SimpleITK": "SimpleITK>=2.3",
-    "skimage": "scikit-image>=0.21",
-    "cv2": "opencv-python-headless>=4.8",
-    "scipy": "scipy>=1.10",
-    "tqdm": "tqdm>=4.60",
-    "pydicom": "pydicom>=3.0,<4",  # ships with Slicer: found, not installed
-    "highdicom": "highdicom>=0.25,<1",
-    "nibabel": "nibabel>=5,<6",
-}
-TORCH_REQUIREMENT = "torch>=2.1,<3"
-
-
-def missing_requirements(
-    requirements: Mapping[str, str] = REQUIREMENTS,
-    find_spec: Callable[[str], Any] = importlib.util.find_spec,
-) -> list[str]:
-    """Pip requirements whose module cannot be imported, in a stable order."""
-    return [spec for module, spec in requirements.items() if find_spec(module) is None]
 
 
 @dataclass(frozen=True)
@@ -99,11 +78,11 @@ def call_text(report: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "regression":
         value = head.get("value")
         if value is None:
-            return "Indeterminate (no GTV found)", "#7f7f7f"
+            return _("Indeterminate (no GTV found)"), "#7f7f7f"
         return f"{name} {float(value):.1f} {head.get('unit', '')}".rstrip(), "#000000"
     call = head.get("call") or "indeterminate"
     if call == "indeterminate":
-        return "Indeterminate (no GTV found)", "#7f7f7f"
+        return _("Indeterminate (no GTV found)"), "#7f7f7f"
     if kind == "binary":
         return f"{name} {call}", "#c0392b" if call == head["classes"][-1] else "#1f6fb2"
     return f"{name} {call}", "#000000"
@@ -113,10 +92,10 @@ def probability_label(report: Mapping[str, Any]) -> str:
     """Caption of the probability row: what the number is the probability of."""
     head = primary_head(report)
     if head["kind"] == "regression":
-        return "Value:"
+        return _("Value:")
     if head["kind"] == "multiclass":
-        return "Probability of the call:"
-    return f"{str(head['classes'][-1]).capitalize()} probability:"
+        return _("Probability of the call:")
+    return _("{name} probability:").format(name=str(head["classes"][-1]).capitalize())
 
 
 def probability_text(report: Mapping[str, Any]) -> str:
@@ -230,9 +209,15 @@ def status_text(report: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def task_names(report: Mapping[str, Any]) -> list[str]:
+    """What the model that wrote the report predicts: its segment, then its heads ('GTV', 'EGFR')."""
+    segment = ((report.get("gtv") or {}).get("segment") or {}).get("name", "GTV")
+    return [segment] + [_head(report, k)["name"] for k in head_keys(report)]
+
+
 def apply_text(task_names: Sequence[str]) -> str:
     """The Apply button names what the loaded model predicts: 'Predict GTV + EGFR' for MTSA-Net."""
-    return "Predict " + " + ".join(task_names[:1] + ([", ".join(task_names[1:])] if len(task_names) > 1 else []))
+    return _("Predict") + " " + " + ".join(task_names[:1] + ([", ".join(task_names[1:])] if len(task_names) > 1 else []))
 
 
 def model_text(name: str, version: str, synthetic_only: bool) -> str:

@@ -21,6 +21,7 @@ vtk = pytest.importorskip("vtk")
 from MTSASegmenterLib.errors import Cancelled, InputError  # noqa: E402
 from MTSASegmenterLib.io import terminology  # noqa: E402
 from MTSASegmenterLib.slicer import bridge as slicer_bridge  # noqa: E402
+from MTSASegmenterLib.slicer import plot_chart  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
 
@@ -213,20 +214,42 @@ def test_jump_slices_centres_views_on_a_lesion(scene):
 
 
 def test_egfr_plot_chart_is_reused(scene):
-    chart = slicer_bridge.egfr_plot_chart_node(scene, [3, 4, 5], [0.2, 0.7, 0.9], 0.5)
+    chart = plot_chart.egfr_plot_chart_node(scene, [3, 4, 5], [0.2, 0.7, 0.9], 0.5)
     assert chart.GetNumberOfPlotSeriesNodes() == 2
     table = chart.GetNthPlotSeriesNode(0).GetTableNode().GetTable()
     assert table.GetNumberOfRows() == 3 and table.GetValue(1, 1).ToDouble() == pytest.approx(0.7)
-    again = slicer_bridge.egfr_plot_chart_node(scene, [8], [0.1], 0.5, chart_node=chart)
+    again = plot_chart.egfr_plot_chart_node(scene, [8], [0.1], 0.5, chart_node=chart)
     assert again is chart
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
     assert chart.GetNthPlotSeriesNode(0).GetTableNode().GetTable().GetNumberOfRows() == 1
     # a regression head (Ki-67) on the same chart: its title, a free y axis, no threshold
-    ki67 = slicer_bridge.egfr_plot_chart_node(scene, [4, 5], [20.0, 26.9], None, chart_node=chart, title="Ki-67: value per slice",
+    ki67 = plot_chart.egfr_plot_chart_node(scene, [4, 5], [20.0, 26.9], None, chart_node=chart, title="Ki-67: value per slice",
                                               probability=False)
     assert ki67.GetTitle() == "Ki-67: value per slice" and ki67.GetYAxisRangeAuto()
     assert math.isnan(ki67.GetNthPlotSeriesNode(0).GetTableNode().GetTable().GetValue(0, 2).ToDouble())
 
+
+
+def test_a_removed_chart_or_table_is_drawn_anew_not_left_empty(scene):
+    chart = plot_chart.egfr_plot_chart_node(scene, [3, 4], [0.2, 0.7], 0.5)
+    scene.RemoveNode(chart)
+    redrawn = plot_chart.egfr_plot_chart_node(scene, [3, 4, 5], [0.2, 0.7, 0.9], 0.5, chart_node=chart)
+    assert redrawn is not chart and redrawn.GetScene() is scene
+    assert redrawn.GetNthPlotSeriesNode(0).GetTableNode().GetTable().GetNumberOfRows() == 3
+    scene.RemoveNode(redrawn.GetNthPlotSeriesNode(0).GetTableNode())
+    again = plot_chart.egfr_plot_chart_node(scene, [7], [0.4], 0.5, chart_node=redrawn)
+    assert again is redrawn and again.GetNumberOfPlotSeriesNodes() == 2
+    table = again.GetNthPlotSeriesNode(0).GetTableNode()
+    assert table.GetScene() is scene and table.GetTable().GetValue(0, 1).ToDouble() == pytest.approx(0.4)
+
+
+def test_the_panels_plot_view_follows_no_other_chart(scene):
+    view = plot_chart.private_plot_view(scene)
+    assert not view.GetDoPropagatePlotChartSelection()
+    assert not view.GetSaveWithScene()
+    assert plot_chart.private_plot_view(scene, view) is view
+    scene.RemoveNode(view)
+    assert plot_chart.private_plot_view(scene, view) is not view
 
 @dataclass
 class _FakeReport:

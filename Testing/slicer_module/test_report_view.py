@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-import tomllib
-from helpers import ROOT
 from MTSASegmenterLib.slicer import report_view as rv
 
 REPORT = {
@@ -124,18 +120,9 @@ def test_model_warning_and_progress():
     assert [rv.progress_percent(f) for f in (-0.1, 0.0, 0.333, 1.0, 1.5)] == [0, 0, 33, 100, 100]
 
 
-def test_missing_requirements_uses_the_finder():
-    present = {"SimpleITK"}
-    missing = rv.missing_requirements(find_spec=lambda name: object() if name in present else None)
-    assert missing == ["scikit-image>=0.21", "opencv-python-headless>=4.8", "scipy>=1.10", "tqdm>=4.60", "pydicom>=3.0,<4",
-                       "highdicom>=0.25,<1", "nibabel>=5,<6"]
-    assert rv.missing_requirements(find_spec=lambda name: object()) == []
-
-
-def test_requirements_match_pyproject():
-    """What Slicer installs is what pip installs (torch via PyTorchUtils, numpy ships with Slicer)."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    declared = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower(): d for d in pyproject["project"]["dependencies"]}
-    assert declared.pop("torch") == rv.TORCH_REQUIREMENT
-    declared.pop("numpy")
-    assert sorted(declared.values()) == sorted(rv.REQUIREMENTS.values())
+def test_task_names_come_from_the_report():
+    assert rv.task_names(REPORT) == ["GTV", "EGFR"]
+    multi = {**REPORT, "gtv": {**REPORT["gtv"], "segment": {"name": "Tumour"}}, "heads": ["egfr", "er"],
+             "er": {"name": "ER", "kind": "binary", "classes": ["negative", "positive"], "call": "positive", "probability": 0.9}}
+    assert rv.task_names(multi) == ["Tumour", "EGFR", "ER"]
+    assert rv.apply_text(rv.task_names(multi)) == "Predict Tumour + EGFR, ER"
