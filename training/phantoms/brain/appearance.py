@@ -72,14 +72,14 @@ def randomised(rng: np.random.Generator, shuffle_probability: float = 0.2) -> Ap
         gm, csf = rng.uniform(0.5, 1.0), rng.uniform(0.02, 0.5)
         dura, diploe, fat = rng.uniform(0.7, 2.6), rng.uniform(0.1, 1.0), rng.uniform(0.5, 2.6)
     brightest_tissue = max(1.0, gm, csf)
-    low = _log_uniform(rng, 1.1, 2.2) * brightest_tissue  # enhancing tumour, relative to the brightest parenchyma
+    low = _log_uniform(rng, 1.08, 2.2) * brightest_tissue  # enhancing tumour, relative to the brightest parenchyma
     vessel_low = rng.uniform(0.9, 2.0) * brightest_tissue
     return Appearance(
         gm=gm, csf=csf, dura=dura, diploe=diploe, fat=fat,
         choroid=rng.uniform(1.0, 3.0) * brightest_tissue, sinus=rng.uniform(1.0, 3.5) * brightest_tissue,
         vessel=(vessel_low, vessel_low + rng.uniform(0.3, 1.5)), pituitary=rng.uniform(0.9, 2.5) * brightest_tissue,
         enhancement=(low, low * rng.uniform(1.1, 1.8)),
-        necrosis=tuple(sorted(rng.uniform(0.1, 0.95, 2) * min(1.0, gm + 0.3))),
+        necrosis=tuple(sorted(rng.uniform(0.1, 1.0, 2) * min(1.0, gm + 0.3))),  # up to as bright as white matter (tcga-fg-6692)
         fluid=(0.02, rng.uniform(0.1, 0.5)),
         oedema=(rng.uniform(0.55, 0.85), 0.95),
         tissue_texture=rng.uniform(0.0, 0.08), haemorrhage=rng.uniform(0.0, 0.2), rim_irregularity=rng.uniform(0.2, 0.8),
