@@ -18,6 +18,7 @@ if not hasattr(slicer, "vtkMRMLScene"):  # the unrelated PyPI package 'slicer' a
     pytest.skip("'slicer' is not Slicer's MRML (install slicer-core)", allow_module_level=True)
 slicerio = pytest.importorskip("slicerio")
 vtk = pytest.importorskip("vtk")
+from mrml_helpers import volume_node as volume_node_of  # noqa: E402
 from MTSASegmenterLib.errors import Cancelled, InputError  # noqa: E402
 from MTSASegmenterLib.io import terminology  # noqa: E402
 from MTSASegmenterLib.slicer import bridge as slicer_bridge  # noqa: E402
@@ -300,17 +301,6 @@ def test_cancel_leaves_the_scene_unchanged(scene, volume_node):
     assert scene.GetNumberOfNodes() == before
 
 
-def _node_from_image(scene, image: sitk.Image, name: str):
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    array = np.ascontiguousarray(sitk.GetArrayFromImage(image))
-    vtk_image = vtk.vtkImageData()
-    vtk_image.SetDimensions(*reversed(array.shape))
-    vtk_image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
-    node.SetAndObserveImageData(vtk_image)
-    node.SetIJKToRASMatrix(_vtk_matrix(slicer_bridge._ijk_to_ras_of_image(image)))
-    return node
-
-
 def test_real_pipeline_on_an_oblique_node(scene, tiny_checkpoint, tmp_path):
     """The real pipeline behind the bridge, with a rule-based net (conftest.BrightnessNet): the GTV
     segment of an oblique volume node lands on the node's own grid, on the known lesion."""
@@ -322,7 +312,7 @@ def test_real_pipeline_on_an_oblique_node(scene, tiny_checkpoint, tmp_path):
     direction = tuple(_rotation(0.0, 0.0, 0.12).ravel())  # slightly oblique axial acquisition
     for img in (image, truth):
         img.SetDirection(direction)
-    node = _node_from_image(scene, image, "oblique phantom")
+    node = volume_node_of(scene, image, "oblique phantom")
     model = load_checkpoint(tiny_checkpoint, "cpu")
     model.net = BrightnessNet(context=model.preprocess.context_slices)
 
@@ -351,7 +341,7 @@ def test_demo_model_end_to_end(scene, tmp_path):
 
     case = MODULE_DIR / "Resources" / "Testing" / "phantom_case.nrrd"
     image = sitk.ReadImage(str(case))
-    node = _node_from_image(scene, image, "phantom")
+    node = volume_node_of(scene, image, "phantom")
 
     seg_node, report = slicer_bridge.segment_volume_node(node, load_checkpoint(demo_model_path(), "cpu"), device="cpu")
     assert 0.0 <= report["egfr"]["probability"] <= 1.0
