@@ -115,6 +115,7 @@ class LesionRenderer:
     def apply_lesion(self, image: np.ndarray, occupancy: np.ndarray) -> None:
         """Enhancing lesion (rim + necrotic core or solid) with partial-volume occupancy = GTV."""
         occ = np.clip(0.5 - self.sd, 0.0, 1.0)
+        blend = occ if self.look.edge_mm == 1.0 else np.clip(0.5 - self.sd / self.look.edge_mm, 0.0, 1.0)  # a blurred margin
         value = self.enhancement * (1.0 + self.bio.texture * self.texture_field)
         if self.bio.necrotic:
             core = np.clip(0.5 - (self.sd + self.rim_field), 0.0, 1.0)
@@ -123,7 +124,7 @@ class LesionRenderer:
             blood = np.clip(2.0 * (self.texture_field - 0.8), 0.0, 1.0) * (self.sd < -1.0)
             value = value * (1.0 - blood) + blood * max(self.enhancement, 1.2)
         region = image[self.box]
-        region += occ * (value - region)
+        region += blend * (value - region)
         np.maximum(occupancy[self.box], occ, out=occupancy[self.box])
 
     def truth(self, region: str) -> dict:
