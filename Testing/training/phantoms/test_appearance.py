@@ -36,6 +36,6 @@ def test_randomising_the_look_keeps_the_biology() -> None:
     plain = generate_case(4, "internal", config=CHEAP)
     wide = generate_case(4, "internal", config=PhantomConfig(max_matrix=96, domain_randomisation=1.0))
     assert wide.acquisition["appearance"] == "randomised" and plain.acquisition["appearance"] == "textbook"
-    keys = ("diameter_mm", "necrotic", "oedema_extent", "texture", "region")
+    keys = ("diameter_mm", "necrotic", "oedema_extent", "texture", "region", "centre_lps", "axes_mm", "rim_mm")
     assert plain.egfr == wide.egfr
     assert [{k: les[k] for k in keys} for les in plain.lesions] == [{k: les[k] for k in keys} for les in wide.lesions]

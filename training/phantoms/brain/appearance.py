@@ -45,6 +45,7 @@ class Appearance:
     oedema: tuple[float, float] = OEDEMA
     tissue_texture: float = 0.0  # std of a multiplicative texture on every tissue (x its level)
     texture_mm: float = 0.6  # its correlation length (Gaussian sigma)
+    texture_seed: int = 0  # its random field's seed
     haemorrhage: float = 0.0  # share of lesions with T1-bright blood products inside
     rim_irregularity: float = 0.3  # relative variation of the rim's thickness around a necrotic core
     mass_effect: float = 0.0  # how far a large lesion pushes the tissue around it (x its radius)
@@ -86,6 +87,6 @@ def randomised(rng: np.random.Generator, shuffle_probability: float = 0.2) -> Ap
         necrosis=tuple(sorted(rng.uniform(0.1, 1.0, 2) * min(1.0, gm + 0.3))),  # up to as bright as white matter (tcga-fg-6692)
         fluid=(0.02, rng.uniform(0.1, 0.5)),
         oedema=(rng.uniform(0.55, 0.85), 0.95),
-        tissue_texture=rng.uniform(0.01, 0.07), texture_mm=rng.uniform(0.6, 2.0), haemorrhage=rng.uniform(0.0, 0.2), rim_irregularity=rng.uniform(0.2, 0.8),
+        tissue_texture=rng.uniform(0.01, 0.07), texture_mm=rng.uniform(0.6, 2.0), texture_seed=int(rng.integers(2**31)), haemorrhage=rng.uniform(0.0, 0.2), rim_irregularity=rng.uniform(0.2, 0.8),
         mass_effect=rng.uniform(0.0, 0.5), edge_mm=rng.uniform(1.0, 3.5), textbook=False,
     )

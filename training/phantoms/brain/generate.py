@@ -109,10 +109,11 @@ class _Patient:
 def _render(anat: Anatomy, deformation: Deformation, rng: np.random.Generator, look: Appearance, n_vessels: int,
             biology: list[LesionBiology], cyst: int) -> _Patient:
     """Anatomy, then (all lesions' mass effect, then all oedema, then all lesions, so no halo darkens a
-    neighbour's rim) on the 1 mm crop."""
-    image = render_background(anat, rng, look, n_vessels)
+    neighbour's rim) on the 1 mm crop. The lesions are drawn before the anatomy's vessels, so that one
+    patient keeps its lesions whatever its look (a randomised look draws more vessels)."""
     centres = place_lesions(anat, rng, biology)
     lesions = [LesionRenderer(anat, deformation, rng, b, c, look, fluid=i == cyst) for i, (b, (c, _)) in enumerate(zip(biology, centres))]
+    image = render_background(anat, rng, look, n_vessels)
     for lesion in lesions:
         lesion.apply_mass_effect(image)
     for lesion in lesions:

@@ -60,7 +60,8 @@ def render_background(anat: Anatomy, rng: np.random.Generator, look: Appearance,
     image.flat[anat.cavernous] = look.sinus
     image.flat[anat.choroid] = look.choroid * (1.0 + 0.08 * rng.standard_normal(len(anat.choroid))).astype(np.float32)
     if look.tissue_texture > 0:  # every tissue a narrow mixture around its level, correlated over 1-3 mm as in real scans
-        texture = ndimage.gaussian_filter(rng.standard_normal(anat.shape, dtype=np.float32), look.texture_mm)
+        texture_rng = np.random.default_rng(look.texture_seed)  # the look's own: the anatomy's draws stay as without it
+        texture = ndimage.gaussian_filter(texture_rng.standard_normal(anat.shape, dtype=np.float32), look.texture_mm)
         image *= 1.0 + np.float32(look.tissue_texture / max(float(texture.std()), 1e-6)) * texture
     sinus_pts, sinus_r, sinus_l = _sinuses(anat, rng, look.sinus)
     v_pts, v_r, v_l = vessel_paths(anat, rng, n_vessels, look.vessel)
