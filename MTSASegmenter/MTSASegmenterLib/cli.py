@@ -51,8 +51,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
 
-def output_paths(case: str, out: Path, formats: str | Sequence[str]) -> list[Path]:
-    formats = parse_formats(formats) if isinstance(formats, str) else formats
+def output_paths(case: str, out: Path, formats: Sequence[str]) -> list[Path]:
     return [out / f"{case}{FORMATS[f]}" for f in formats] + [out / f"{case}.json"]
 
 
