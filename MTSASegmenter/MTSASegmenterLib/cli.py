@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .config import DEVICES
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
 from .progress import progress_bar
 
@@ -41,7 +42,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="a file SimpleITK reads, or a DICOM series folder")
     p.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: 4 on CPU, 16 on GPU)")
     p.add_argument("--format", default=("seg",), type=parse_formats, metavar="LIST",
                    help="comma-separated: seg (.seg.nrrd, default), nifti (.gtv.nii.gz), dicom-seg (.seg.dcm), "

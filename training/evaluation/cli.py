@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from MTSASegmenterLib.config import DEVICES
 from MTSASegmenterLib.errors import InputError
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
@@ -23,7 +24,7 @@ def build_parser(prog: str = "mtsa evaluate") -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--cases", choices=("test", "all"), default="test",
                    help="test (default): the split's test cases on the training cohort, every case of another cohort; all: every case")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--cohort", choices=("auto", "synthetic", "real"), default="auto",

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import SimpleITK as sitk
+from MTSASegmenterLib.config import DEVICES
 from MTSASegmenterLib.errors import EXIT_ERROR, MTSAError
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None, prog: str = "mtsa check-real") -> int:
     parser.add_argument("--data", type=Path, default=None, help="folder of real cases (default: $MTSA_REAL_DATA or ../shared/data/real)")
     parser.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--out", type=Path, help="folder for the overlay strips (default: none written)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     args = parser.parse_args(argv)
     folder = args.data or real_data_folder()
     if not folder.is_dir():

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from MTSASegmenterLib.config import (
+    DEVICES,
     NORMALISATIONS,
     NetConfig,
     PreprocessConfig,
@@ -63,7 +64,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--free-share", type=float, default=0.0, help="share of tumour-free tissue slices")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--cache-dir", type=Path)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--real-data", action="store_true", help="the cohort is not synthetic (clears the not-for-clinical-use stamp)")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from MTSASegmenterLib.config import TaskSpec
+from MTSASegmenterLib.config import DEVICES, TaskSpec
 from MTSASegmenterLib.errors import InputError
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
                    help="false-positive components per fitting patient the component filter may leave (its threshold)")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     return run_command(lambda: _run(args))
