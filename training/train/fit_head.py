@@ -75,9 +75,9 @@ def fitting_cases(data: Path, model: LoadedModel, gtv_labels: Sequence[int] | No
 
 
 def label(case: Case, task: TaskSpec) -> int | None:
-    """The case's class index for ``task`` (None: unknown); a bad cell is refused naming case and column."""
-    value = case.targets([task])[0]
-    return None if np.isnan(value) else int(value)
+    """The case's class index for ``task`` (None: unknown)."""
+    value = case.target(task)
+    return None if value is None else int(value)
 
 
 @dataclass
