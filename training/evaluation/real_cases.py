@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 from MTSASegmenterLib.config import DEVICES
-from MTSASegmenterLib.errors import EXIT_ERROR, MTSAError
+from MTSASegmenterLib.errors import MTSAError
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.io.overlay import draw_overlay
@@ -32,6 +31,8 @@ from MTSASegmenterLib.metrics import dice
 from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import label_components, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
+
+from ..command import run_command
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 STRIP_SLICES = 5
@@ -84,7 +85,6 @@ class CaseResult:
     dropped: int
     seconds: float
     dropped_text: str = ""  # what the component filter removed and why
-
 
     def row(self) -> str:
         d = "  n/a" if self.dice is None else f"{self.dice:5.3f}"
@@ -189,14 +189,14 @@ def main(argv: list[str] | None = None, prog: str = "mtsa check-real") -> int:
     if not folder.is_dir():
         print(f"real scans not found at {folder} (set MTSA_REAL_DATA): nothing checked")
         return 0
-    try:
+
+    def body() -> int:
         results = run(folder, load_checkpoint(args.model or demo_model_path()), args.out, args.device)
-    except MTSAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    print(HEADER)
-    for r in results:
-        print(r.row())
-    for r in results:
-        print(r.dropped_text)
-    return 0
+        print(HEADER)
+        for r in results:
+            print(r.row())
+        for r in results:
+            print(r.dropped_text)
+        return 0
+
+    return run_command(body)
