@@ -20,10 +20,9 @@ import torch
 
 from ..config import DEVICES, NetConfig
 from ..errors import Cancelled, MTSAError
-from ..progress import Progress, ShouldCancel
 from ..model.network import fuse_batchnorm
+from ..progress import Progress, ShouldCancel
 from .preprocess import stack_context
-
 
 
 def available_devices() -> list[str]:
