@@ -152,7 +152,7 @@ class ClassOnlyNet(BrightnessNet):
 
 
 def stand_in(net=None, tasks=DEFAULT_TASKS) -> LoadedModel:
-    """A LoadedModel around a rule-based test double (see conftest.BrightnessNet)."""
+    """A LoadedModel around a rule-based test double (BrightnessNet above)."""
     return LoadedModel(
         net=net or BrightnessNet(), net_config=NetConfig(in_channels=3, input_size=64), preprocess=EXACT_PREP,
         tasks=list(tasks), info=ModelInfo(name="brightness rule"), sha256="", path=Path("brightness-rule"), extra={},

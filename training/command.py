@@ -1,7 +1,7 @@
-"""One exit-code rule for the training-side commands (train, fit-head, evaluate, ablations, demo),
-the same as ``mtsa``'s: a one-line ``error: ...`` and ``EXIT_ERROR`` on bad input, ``EXIT_INTERRUPTED``
-on Ctrl-C, a traceback (1) only for a bug. It holds when a command runs on its own too
-(``python -m training.train.cli``, torchrun), not only under ``mtsa``."""
+"""One exit-code rule for the training-side commands (train, fit-head, evaluate, ablations, demo,
+check-real, cohort check), the same as ``mtsa``'s: a one-line ``error: ...`` and ``EXIT_ERROR`` on
+bad input, ``EXIT_INTERRUPTED`` on Ctrl-C, a traceback (1) only for a bug. It holds when a command
+runs on its own too (``python -m training.train.cli``, torchrun), not only under ``mtsa``."""
 
 from __future__ import annotations
 

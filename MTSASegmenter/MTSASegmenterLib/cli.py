@@ -1,4 +1,5 @@
-"""The ``mtsa`` command: predict, info, demo, synth, train, fit-head, evaluate, ablations.
+"""The ``mtsa`` command: predict, info, and the training-side demo, synth, train, fit-head, evaluate, ablations,
+check-real and cohort.
 
 Errors the user can fix are printed as one ``error: ...`` line on stderr with a non-zero status;
 tracebacks are for bugs only.

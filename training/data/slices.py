@@ -8,8 +8,8 @@ rebuilt.
 
 Slices follow the paper: every tumour-bearing slice; optionally a share of tumour-free tissue
 slices (re-drawn each epoch), which teach the decoder what is *not* GTV (bright vessels, dura).
-Tumour-free slices carry no EGFR target: the paper's classifier only ever sees tumour slices, and
-the patient-level call aggregates only slices with predicted GTV.
+Tumour-free slices carry no head target (EGFR for MTSA-Net): the paper's classifier only ever sees
+tumour slices, and the patient-level call aggregates only slices with predicted GTV.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The network is run on the training and validation patients of its own split exactly as a user
 would run it (``predict_volume``). Two things are chosen from those predictions:
-1. the GTV component filter: a logistic model over each predicted component's size, shape,
-   brightness and certainty (``component_filter``), fitted to tell components that touch a truth
+1. the GTV component filter: a logistic model over each predicted component's size, shape and
+   certainty (``component_filter.COMPONENT_FEATURES``; brightness differs between scanners, so it
+   is left out), fitted to tell components that touch a truth
    lesion from those that touch none, and the lowest threshold on its cross-validated scores that
    leaves at most ``--max-fp-per-patient`` false positives per fitting patient;
 2. for a model with an EGFR head, the patient-level EGFR model: each patient's filtered lesions

@@ -1,4 +1,4 @@
-"""MRML nodes <-> SimpleITK images: the one core module that imports ``slicer``.
+"""MRML nodes <-> SimpleITK images, and a prediction brought into the scene.
 
 It uses only Slicer's MRML classes (no ``slicer.app``, ``slicer.util``, qt or ctk), so the
 ``slicer-core`` wheel runs it, and its tests, outside the application. Geometry is taken from
