@@ -9,6 +9,7 @@ from typing import Sequence
 import SimpleITK as sitk
 from MTSASegmenterLib.cli import summary_line
 from MTSASegmenterLib.config import DEVICES
+from MTSASegmenterLib.errors import run_command
 from MTSASegmenterLib.progress import progress_bar
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.outputs import (
@@ -21,8 +22,6 @@ from MTSASegmenterLib.metrics import dice
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import find_lesions, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
-
-from .command import run_command
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .config import DEVICES
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
+from .errors import MTSAError, run_command
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    try:
+
+    def body() -> int:
         if args.func is None:
             import importlib
 
@@ -175,12 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
-    except MTSAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted; no output was written for the case in progress", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+    return run_command(body, interrupted="no output was written for the case in progress")
 
 
 if __name__ == "__main__":

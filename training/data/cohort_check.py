@@ -17,11 +17,10 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-from MTSASegmenterLib.errors import EXIT_ERROR, InputError
+from MTSASegmenterLib.errors import EXIT_ERROR, InputError, run_command
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.progress import progress_bar
 
-from ..command import run_command
 from .cohort import Case, read_cohort
 from .formats import CASES_CSV, Scan, add_cohort_options, describe, detect_format, join_ints, scan_cohort
 from .slices import read_mask

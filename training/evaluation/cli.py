@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from MTSASegmenterLib.config import DEVICES
-from MTSASegmenterLib.errors import InputError
+from MTSASegmenterLib.errors import InputError, run_command
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
 from ..data.formats import add_cohort_options, detect_format
-from ..command import run_command
 from .evaluate import EvalSettings, evaluate_model, select_cases
 
 
@@ -33,7 +32,7 @@ def build_parser(prog: str = "mtsa evaluate") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "mtsa evaluate") -> int:
-    """Exit 0 and one summary line on success; the exit-code rule of ``training.command`` otherwise."""
+    """Exit 0 and one summary line on success; ``errors.run_command``'s exit-code rule otherwise."""
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 from MTSASegmenterLib.config import DEVICES
-from MTSASegmenterLib.errors import MTSAError
+from MTSASegmenterLib.errors import MTSAError, run_command
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.io.overlay import draw_overlay
@@ -31,8 +31,6 @@ from MTSASegmenterLib.metrics import dice
 from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import label_components, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
-
-from ..command import run_command
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 STRIP_SLICES = 5

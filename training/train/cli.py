@@ -20,11 +20,10 @@ from MTSASegmenterLib.config import (
     TaskSpec,
     head_tasks,
 )
-from MTSASegmenterLib.errors import InputError, MTSAError
+from MTSASegmenterLib.errors import InputError, MTSAError, run_command
 from MTSASegmenterLib.model.presets import PRESETS
 
 from ..data.formats import add_cohort_options
-from ..command import run_command
 from ..data.cohort import SPLIT_KINDS
 from .config import TrainConfig
 from .loop import train
@@ -134,7 +133,7 @@ def _config(args: argparse.Namespace, command: str) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None, prog: str = "mtsa train") -> int:
-    """Exit 0 with the best checkpoint's path on stdout; the exit-code rule of ``training.command`` otherwise."""
+    """Exit 0 with the best checkpoint's path on stdout; ``errors.run_command``'s exit-code rule otherwise."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
 

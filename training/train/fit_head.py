@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from MTSASegmenterLib.config import DEVICES, TaskSpec
-from MTSASegmenterLib.errors import InputError
+from MTSASegmenterLib.errors import InputError, run_command
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.io.outputs import atomic_outputs, check_writable
@@ -51,7 +51,6 @@ from MTSASegmenterLib.postprocess.lesions import label_components, max_diameters
 from MTSASegmenterLib.postprocess.patient_model import LogisticModel, fit_logistic
 from tqdm import tqdm
 
-from ..command import run_command
 from ..data.cohort import Case, cohort_fingerprint, egfr_head, read_cohort
 from ..data.formats import add_cohort_options
 from ..data.slices import read_mask
