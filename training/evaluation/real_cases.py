@@ -32,6 +32,8 @@ from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import label_components, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
 
+from ..data.slices import read_mask_file
+
 DEFAULT_FOLDER = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 STRIP_SLICES = 5
 
@@ -99,9 +101,7 @@ def reference_mask(case: RealCase, folder: Path, image: sitk.Image) -> np.ndarra
     """The reference GTV on the image's grid [z, y, x] (empty for a scan without lesions)."""
     if not case.reference:
         return np.zeros(sitk.GetArrayViewFromImage(image).shape, bool)
-    ref = sitk.ReadImage(str(_one(folder, case.reference)))
-    if ref.GetSize() != image.GetSize() or not np.allclose(ref.GetOrigin(), image.GetOrigin(), atol=1e-2):
-        raise MTSAError(f"{folder}: reference is not on the image's grid")
+    ref = read_mask_file(_one(folder, case.reference), image, "reference")
     return np.isin(sitk.GetArrayViewFromImage(ref), case.labels)
 
 
