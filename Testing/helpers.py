@@ -86,6 +86,19 @@ TINY_NET = NetConfig(in_channels=3, base_width=4, input_size=64)
 TINY_PREP = PreprocessConfig(spacing_mm=3.0, input_size=64, min_slice_mm=3.0)
 
 
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    """Rewrite a CSV (e.g. a cohort's cases.csv after editing its cells) with the first row's columns."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_tiny_cohort(folder: Path, n: int = 6, size: int = 40, depth: int = 12, seed: int = 0) -> Path:
     """A cohort folder of n small 'heads' (an ellipsoid of tissue) with one bright spherical lesion each."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,7 +165,7 @@ class ClassOnlyNet(BrightnessNet):
 
 
 def stand_in(net=None, tasks=DEFAULT_TASKS) -> LoadedModel:
-    """A LoadedModel around a rule-based test double (see conftest.BrightnessNet)."""
+    """A LoadedModel around a rule-based test double (BrightnessNet above)."""
     return LoadedModel(
         net=net or BrightnessNet(), net_config=NetConfig(in_channels=3, input_size=64), preprocess=EXACT_PREP,
         tasks=list(tasks), info=ModelInfo(name="brightness rule"), sha256="", path=Path("brightness-rule"), extra={},

@@ -256,7 +256,7 @@ def job_volume(job: dict[str, Any]) -> dict[str, Any]:
         image = read_image(job["scan"])
         case = case_name(job["scan"])
         result = predict_volume(image, model, device="cpu", batch_size=job.get("batch"), case=case, source=job["scan"])
-        write_prediction_files(output_paths(case, Path(out), "seg"), result.mask, result.report.to_dict(), segment=result.segment)
+        write_prediction_files(output_paths(case, Path(out), ("seg",)), result.mask, result.report.to_dict(), segment=result.segment)
         seconds = time.perf_counter() - t
     return {"seconds": seconds, "inference_s": round(result.report.timing.inference_s, 3),
             "slices": result.report.slices.count, "predicted": result.report.slices.predicted,

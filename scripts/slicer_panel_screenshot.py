@@ -87,8 +87,7 @@ def curve_picture(report: dict, width: int, height: int) -> np.ndarray:
             y = int(bottom - threshold * (bottom - top))
             for x in range(left, right, 8):
                 cv2.line(picture, (x, y), (min(x + 4, right), y), (150, 150, 150), 1)
-        title = f"{rv.primary_head(report)['name']}: {rv.probability_label(report).rstrip(':').lower()} per slice"
-        cv2.putText(picture, title, (left, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (40, 40, 40), 1, cv2.LINE_AA)
+        cv2.putText(picture, rv.plot_title(report), (left, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (40, 40, 40), 1, cv2.LINE_AA)
         cv2.putText(picture, "slice", (width // 2 - 12, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (80, 80, 80), 1, cv2.LINE_AA)
     return picture
 
@@ -101,7 +100,7 @@ def main() -> int:
     from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets
 
     image, result = predict()
-    report = result.report.to_dict() if hasattr(result.report, "to_dict") else result.report
+    report = result.report.to_dict()
     app = QtWidgets.QApplication([])
     app.setStyle("Fusion")
     buffer = QtCore.QBuffer()

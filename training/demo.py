@@ -8,6 +8,8 @@ from typing import Sequence
 
 import SimpleITK as sitk
 from MTSASegmenterLib.cli import summary_line
+from MTSASegmenterLib.config import DEVICES
+from MTSASegmenterLib.errors import run_command
 from MTSASegmenterLib.progress import progress_bar
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.outputs import (
@@ -21,8 +23,6 @@ from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import find_lesions, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
 
-from .command import run_command
-
 
 def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Predict one synthetic case and compare it with the truth.")
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa demo") -> int:
     parser.add_argument("--seed", type=int, default=2023, help="which synthetic patient")
     parser.add_argument("--site", default="external", choices=["internal", "external"])
     parser.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     return run_command(lambda: _run(args), interrupted=f"files already in {args.out} are complete; the rest were not written")

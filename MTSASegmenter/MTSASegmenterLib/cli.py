@@ -1,4 +1,5 @@
-"""The ``mtsa`` command: predict, info, demo, synth, train, fit-head, evaluate, ablations.
+"""The ``mtsa`` command: predict, info, and the training-side demo, synth, train, fit-head, evaluate, ablations,
+check-real and cohort.
 
 Errors the user can fix are printed as one ``error: ...`` line on stderr with a non-zero status;
 tracebacks are for bugs only.
@@ -13,7 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
+from .config import DEVICES
+from .errors import MTSAError, run_command
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="a file SimpleITK reads, or a DICOM series folder")
     p.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: 4 on CPU, 16 on GPU)")
     p.add_argument("--format", default=("seg",), type=parse_formats, metavar="LIST",
                    help="comma-separated: seg (.seg.nrrd, default), nifti (.gtv.nii.gz), dicom-seg (.seg.dcm), "
@@ -51,8 +53,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
 
-def output_paths(case: str, out: Path, formats: str | Sequence[str]) -> list[Path]:
-    formats = parse_formats(formats) if isinstance(formats, str) else formats
+def output_paths(case: str, out: Path, formats: Sequence[str]) -> list[Path]:
     return [out / f"{case}{FORMATS[f]}" for f in formats] + [out / f"{case}.json"]
 
 
@@ -166,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    try:
+
+    def body() -> int:
         if args.func is None:
             import importlib
 
@@ -174,12 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
-    except MTSAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted; no output was written for the case in progress", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+    return run_command(body, interrupted="no output was written for the case in progress")
 
 
 if __name__ == "__main__":

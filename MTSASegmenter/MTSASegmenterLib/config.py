@@ -13,6 +13,7 @@ from .errors import CheckpointError
 from .io.terminology import TERMINOLOGIES
 
 STAGES = 5  # MTSA-Net's encoder stages: four 2x downsamplings (384 -> 24)
+DEVICES = ("auto", "cpu", "cuda", "mps")  # what --device and the panel offer; inference.predictor.select_device picks one
 
 
 def _from_dict(cls, data: dict[str, Any], what: str):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_tiny_cohort
+from helpers import read_rows, write_rows, write_tiny_cohort
 from MTSASegmenterLib.config import (
     DEFAULT_TASKS,
     NetConfig,
@@ -115,15 +115,12 @@ def _breast_cohort(folder: Path) -> Path:
     """The tiny cohort with the breast paper's kind of labels instead of EGFR; one training patient
     (c3 in the seed-1 split) has no Ki-67, so validation still scores it."""
     write_tiny_cohort(folder, n=6)
-    rows = list(csv.DictReader(open(folder / "cases.csv")))
+    rows = read_rows(folder / "cases.csv")
     subtypes = ["luminal A", "luminal B", "basal"]
     for i, row in enumerate(rows):
         del row["egfr"]
         row.update(er=("negative", "positive")[i % 2], subtype=subtypes[i % 3], ki67="" if i == 3 else str(10 + 7 * i))
-    with open(folder / "cases.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(folder / "cases.csv", rows)
     return folder
 
 

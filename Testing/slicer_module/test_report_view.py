@@ -91,6 +91,7 @@ def test_every_head_of_the_model_is_shown_from_the_report():
     subtype_first = {**BREAST, "heads": ["subtype"]}
     assert rv.slice_curve(subtype_first) == ([4], [0.61]) and rv.probability_text(subtype_first) == "0.61"
     assert rv.other_heads_text(REPORT) == "" and rv.probability_label(REPORT) == "Mutant probability:"
+    assert rv.plot_title(REPORT) == "EGFR: mutant probability per slice" and rv.plot_title(ki67_first) == "Ki-67: value per slice"
     assert rv.apply_text(["GTV", "EGFR"]) == "Predict GTV + EGFR"
     assert rv.apply_text(["Tumour", "ER", "PR", "HER2", "Ki-67"]) == "Predict Tumour + ER, PR, HER2, Ki-67"
     assert rv.apply_text(["GTV"]) == "Predict GTV"

@@ -1,4 +1,4 @@
-"""slicer_bridge.py against Slicer's real MRML (the slicer-core wheel), without the application.
+"""slicer/bridge.py against Slicer's real MRML (the slicer-core wheel), without the application.
 
 Oblique volume node -> SimpleITK image -> mask -> segmentation node -> .seg.nrrd -> slicerio.
 """
@@ -302,7 +302,7 @@ def test_cancel_leaves_the_scene_unchanged(scene, volume_node):
 
 
 def test_real_pipeline_on_an_oblique_node(scene, tiny_checkpoint, tmp_path):
-    """The real pipeline behind the bridge, with a rule-based net (conftest.BrightnessNet): the GTV
+    """The real pipeline behind the bridge, with a rule-based net (helpers.BrightnessNet): the GTV
     segment of an oblique volume node lands on the node's own grid, on the known lesion."""
     pytest.importorskip("torch")
     from helpers import BrightnessNet, lesion_volume

@@ -25,14 +25,15 @@ class Case:
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
     gtv_labels: tuple[int, ...] = ()  # the mask's labels that are the GTV (BraTS: 1, 3); () = every non-zero voxel
 
+    def target(self, task: TaskSpec) -> float | None:
+        """The head's target (class index or value / scale; None where unknown); a bad cell is
+        refused naming the case and the column."""
+        try:
+            return task.encode(self.labels.get(task.label_column, ""))
+        except ValueError as exc:
+            raise InputError(f"case {self.case_id!r}: column {task.label_column!r}: {exc}") from None
+
     def targets(self, heads: Sequence[TaskSpec]) -> np.ndarray:
-        """Training targets in head order (class index or value / scale; NaN where unknown)."""
-        out = np.full(len(heads), np.nan, dtype=np.float32)
-        for i, task in enumerate(heads):
-            try:
-                value = task.encode(self.labels.get(task.label_column, ""))
-            except ValueError as exc:
-                raise InputError(f"case {self.case_id!r}: column {task.label_column!r}: {exc}") from None
-            if value is not None:
-                out[i] = value
-        return out
+        """Training targets in head order (NaN where unknown)."""
+        values = (self.target(task) for task in heads)
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float32)

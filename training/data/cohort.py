@@ -143,22 +143,12 @@ def cohort_fingerprint(folder: str | Path, gtv_labels: Sequence[int] | None = No
     return hashlib.sha256(csv_path.read_bytes() + mapping).hexdigest()
 
 
-def _stratum(case: Case, task: TaskSpec | None) -> float | None:
-    """The case's class index in ``task`` (None: unlabelled, or no stratification)."""
-    if task is None:
-        return None
-    try:
-        return task.encode(case.labels.get(task.label_column, ""))
-    except ValueError as exc:
-        raise InputError(f"case {case.case_id!r}: column {task.label_column!r}: {exc}") from None
-
-
 def _stratified_draw(cases: Sequence[Case], n: int, rng: np.random.Generator, task: TaskSpec | None) -> tuple[list[Case], list[Case]]:
     """Draw ``n`` cases keeping the proportions of ``task``'s classes (unlabelled ones a stratum of
     their own, drawn first; then the classes in the head's order); returns (drawn, rest)."""
     strata: dict[float | None, list[Case]] = {}
     for c in cases:
-        strata.setdefault(_stratum(c, task), []).append(c)
+        strata.setdefault(None if task is None else c.target(task), []).append(c)
     keys = sorted(strata, key=lambda k: (k is not None, k))
     # Largest-remainder apportionment of n over the strata.
     quotas = {k: n * len(strata[k]) / len(cases) for k in keys}

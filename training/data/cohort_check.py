@@ -17,12 +17,12 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-from MTSASegmenterLib.errors import EXIT_ERROR, InputError
+from MTSASegmenterLib.errors import EXIT_ERROR, InputError, run_command
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.progress import progress_bar
 
 from .cohort import Case, read_cohort
-from .formats import CASES_CSV, Scan, add_cohort_options, describe, detect_format, scan_cohort
+from .formats import CASES_CSV, Scan, add_cohort_options, describe, detect_format, join_ints, scan_cohort
 from .slices import read_mask
 
 
@@ -48,8 +48,8 @@ def check_case(case: Case) -> tuple[list[str], set[int]]:
     values = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(mask))}
     gtv = [v for v in values if (v in case.gtv_labels if case.gtv_labels else v != 0)]
     if not gtv:
-        wanted = f"labels {_ints(case.gtv_labels)}" if case.gtv_labels else "non-zero voxels"
-        return [f"case {case.case_id}: no GTV in its mask (GTV = {wanted}; the mask holds {_ints(sorted(values))})"], values
+        wanted = f"labels {join_ints(case.gtv_labels)}" if case.gtv_labels else "non-zero voxels"
+        return [f"case {case.case_id}: no GTV in its mask (GTV = {wanted}; the mask holds {join_ints(sorted(values))})"], values
     return [], values
 
 
@@ -69,14 +69,14 @@ def check(folder: Path, gtv_labels: Sequence[int] | None = None, labels: Path | 
     absent = [v for v in scan.gtv_labels if v not in present]
     if scan.cases and absent:  # with the default mapping, a sign of another label numbering; a given one is the user's
         (scan.problems if gtv_labels is None else scan.notes).append(
-            f"GTV label(s) {_ints(absent)} appear in no mask (labels found: {_ints(sorted(present))}); check --gtv-labels")
-    scan.notes.append(f"labels found in the masks: {_ints(sorted(present)) or 'none'}")
+            f"GTV label(s) {join_ints(absent)} appear in no mask (labels found: {join_ints(sorted(present))}); check --gtv-labels")
+    scan.notes.append(f"labels found in the masks: {join_ints(sorted(present)) or 'none'}")
     return scan
 
 
 def report(scan: Scan) -> str:
     counts = describe(scan)
-    gtv = f"mask label(s) {_ints(scan.gtv_labels)}" if scan.gtv_labels else "every non-zero mask voxel"
+    gtv = f"mask label(s) {join_ints(scan.gtv_labels)}" if scan.gtv_labels else "every non-zero mask voxel"
     lines = [f"{scan.folder}: {scan.format}, {counts['cases']} case(s); GTV = {gtv}",
              "  EGFR: " + ", ".join(f"{n} {k}" for k, n in counts["egfr"].items())
              + "; sites: " + ", ".join(f"{k} {n}" for k, n in counts["sites"].items())]
@@ -84,10 +84,6 @@ def report(scan: Scan) -> str:
     lines += [f"  problem: {p}" for p in scan.problems]
     lines.append(f"{scan.folder}: " + (f"{len(scan.problems)} problem(s)" if scan.problems else "no problems found; ready for mtsa train"))
     return "\n".join(lines)
-
-
-def _ints(values: Sequence[int]) -> str:
-    return ",".join(str(v) for v in values)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "mtsa cohort") -> int:
@@ -98,11 +94,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa cohort") -> int:
     add_cohort_options(p)
     p.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        scan = check(args.folder, args.gtv_labels, args.labels, progress=not args.no_progress)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    scan = check(args.folder, args.gtv_labels, args.labels, progress=not args.no_progress)
     print(report(scan))
     if scan.problems:
         print(f"error: {args.folder}: {len(scan.problems)} problem(s) found (listed above); fix them before training", file=sys.stderr)

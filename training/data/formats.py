@@ -119,7 +119,7 @@ def _scan_nnunet(folder: Path, gtv_labels: Sequence[int] | None) -> Scan:
     scan.gtv_labels = tuple(gtv_labels) if gtv_labels else tuple(foreground)
     unknown = sorted(set(scan.gtv_labels) - set(foreground))
     if unknown:
-        scan.problems.append(f"{folder / 'dataset.json'}: GTV label(s) {_ints(unknown)} are not among its labels {declared}")
+        scan.problems.append(f"{folder / 'dataset.json'}: GTV label(s) {join_ints(unknown)} are not among its labels {declared}")
     images = {p.name[: -len(f"_0000{ending}")]: p for p in sorted((folder / "imagesTr").glob(f"*_0000{ending}"))}
     scan.ids = set(images)
     for case_id, image in images.items():
@@ -218,7 +218,8 @@ def add_cohort_options(p: argparse.ArgumentParser) -> None:
                    help="nnU-Net/BraTS folders: case_id,egfr,site,acquired,... (default: labels.csv in the folder)")
 
 
-def _ints(values: Sequence[int]) -> str:
+def join_ints(values: Sequence[int]) -> str:
+    """``(1, 3)`` -> ``'1,3'``, as --gtv-labels takes them."""
     return ",".join(str(v) for v in values)
 
 

@@ -8,8 +8,8 @@ rebuilt.
 
 Slices follow the paper: every tumour-bearing slice; optionally a share of tumour-free tissue
 slices (re-drawn each epoch), which teach the decoder what is *not* GTV (bright vessels, dura).
-Tumour-free slices carry no EGFR target: the paper's classifier only ever sees tumour slices, and
-the patient-level call aggregates only slices with predicted GTV.
+Tumour-free slices carry no head target (EGFR for MTSA-Net): the paper's classifier only ever sees
+tumour slices, and the patient-level call aggregates only slices with predicted GTV.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ class CachedCase:
     free_slices: tuple[int, ...]  # tissue slices without tumour
 
 
-def read_mask(case: Case, image: sitk.Image) -> sitk.Image:
-    """The case's GTV mask, refused (one line naming it) unless it is readable and on the image's grid."""
+def read_mask_file(path: Path, image: sitk.Image, what: str) -> sitk.Image:
+    """The label mask at ``path``, refused (one line naming it and ``what`` it is) unless it is
+    readable and on ``image``'s grid."""
     try:
-        mask = sitk.ReadImage(str(case.mask))
+        mask = sitk.ReadImage(str(path))
     except RuntimeError:
-        raise InputError(f"{case.mask}: mask of case {case.case_id!r} is not an image SimpleITK can read") from None
+        raise InputError(f"{path}: {what} is not an image SimpleITK can read") from None
     same_grid = (
         mask.GetSize() == image.GetSize()
         and np.allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-3)
@@ -61,7 +62,13 @@ def read_mask(case: Case, image: sitk.Image) -> sitk.Image:
         and np.allclose(mask.GetDirection(), image.GetDirection(), atol=1e-3)
     )
     if not same_grid:
-        raise InputError(f"{case.mask}: mask of case {case.case_id!r} is not on its image's grid (size, spacing, origin or direction differ)")
+        raise InputError(f"{path}: {what} is not on its image's grid (size, spacing, origin or direction differ)")
+    return mask
+
+
+def read_mask(case: Case, image: sitk.Image) -> sitk.Image:
+    """The case's GTV mask (its ``gtv_labels`` as 1), refused unless readable and on the image's grid."""
+    mask = read_mask_file(case.mask, image, f"mask of case {case.case_id!r}")
     return binary_gtv(mask, case.gtv_labels) if case.gtv_labels else mask
 
 

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from MTSASegmenterLib.errors import InputError
+from MTSASegmenterLib.config import DEVICES
+from MTSASegmenterLib.errors import InputError, run_command
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
 from ..data.formats import add_cohort_options, detect_format
-from ..command import run_command
 from .evaluate import EvalSettings, evaluate_model, select_cases
 
 
@@ -23,7 +23,7 @@ def build_parser(prog: str = "mtsa evaluate") -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--cases", choices=("test", "all"), default="test",
                    help="test (default): the split's test cases on the training cohort, every case of another cohort; all: every case")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--cohort", choices=("auto", "synthetic", "real"), default="auto",
@@ -32,7 +32,7 @@ def build_parser(prog: str = "mtsa evaluate") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "mtsa evaluate") -> int:
-    """Exit 0 and one summary line on success; the exit-code rule of ``training.command`` otherwise."""
+    """Exit 0 and one summary line on success; ``errors.run_command``'s exit-code rule otherwise."""
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import SimpleITK as sitk
-from MTSASegmenterLib.errors import EXIT_ERROR, MTSAError
+from MTSASegmenterLib.config import DEVICES
+from MTSASegmenterLib.errors import MTSAError, run_command
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.io.overlay import draw_overlay
@@ -31,6 +31,8 @@ from MTSASegmenterLib.metrics import dice
 from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint
 from MTSASegmenterLib.postprocess.lesions import label_components, lesion_detection
 from MTSASegmenterLib.resources import demo_model_path
+
+from ..data.slices import read_mask_file
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 STRIP_SLICES = 5
@@ -84,7 +86,6 @@ class CaseResult:
     seconds: float
     dropped_text: str = ""  # what the component filter removed and why
 
-
     def row(self) -> str:
         d = "  n/a" if self.dice is None else f"{self.dice:5.3f}"
         return (f"| {self.name} | {d} | {self.detected}/{self.reference_lesions} | {self.predicted_lesions} | "
@@ -100,9 +101,7 @@ def reference_mask(case: RealCase, folder: Path, image: sitk.Image) -> np.ndarra
     """The reference GTV on the image's grid [z, y, x] (empty for a scan without lesions)."""
     if not case.reference:
         return np.zeros(sitk.GetArrayViewFromImage(image).shape, bool)
-    ref = sitk.ReadImage(str(_one(folder, case.reference)))
-    if ref.GetSize() != image.GetSize() or not np.allclose(ref.GetOrigin(), image.GetOrigin(), atol=1e-2):
-        raise MTSAError(f"{folder}: reference is not on the image's grid")
+    ref = read_mask_file(_one(folder, case.reference), image, "reference")
     return np.isin(sitk.GetArrayViewFromImage(ref), case.labels)
 
 
@@ -182,20 +181,20 @@ def main(argv: list[str] | None = None, prog: str = "mtsa check-real") -> int:
     parser.add_argument("--data", type=Path, default=None, help="folder of real cases (default: $MTSA_REAL_DATA or ../shared/data/real)")
     parser.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
     parser.add_argument("--out", type=Path, help="folder for the overlay strips (default: none written)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     args = parser.parse_args(argv)
     folder = args.data or real_data_folder()
     if not folder.is_dir():
         print(f"real scans not found at {folder} (set MTSA_REAL_DATA): nothing checked")
         return 0
-    try:
+
+    def body() -> int:
         results = run(folder, load_checkpoint(args.model or demo_model_path()), args.out, args.device)
-    except MTSAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    print(HEADER)
-    for r in results:
-        print(r.row())
-    for r in results:
-        print(r.dropped_text)
-    return 0
+        print(HEADER)
+        for r in results:
+            print(r.row())
+        for r in results:
+            print(r.dropped_text)
+        return 0
+
+    return run_command(body)

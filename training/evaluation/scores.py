@@ -26,7 +26,7 @@ from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.io.overlay import write_overlay
 from MTSASegmenterLib.metrics import dice, hd95, pixel_precision_recall
 from MTSASegmenterLib.model.checkpoint import LoadedModel
-from MTSASegmenterLib.postprocess.heads import slice_values
+from MTSASegmenterLib.postprocess.heads import INDETERMINATE, slice_values
 from MTSASegmenterLib.postprocess.lesions import lesion_detection
 
 from ..data.cohort import Case, egfr_head
@@ -101,10 +101,10 @@ def head_answer(prediction: Prediction, model: LoadedModel, task: TaskSpec) -> d
     answer["classes"] = list(task.classes)
     if task.kind == "multiclass":
         if mean is None:
-            return {**answer, "probabilities": None, "call": "indeterminate"}
+            return {**answer, "probabilities": None, "call": INDETERMINATE}
         return {**answer, "probabilities": dict(zip(task.classes, map(float, mean))), "call": task.classes[int(np.argmax(mean))]}
     probability = None if mean is None else float(mean[-1])
-    call = "indeterminate" if probability is None else task.classes[int(probability > task.threshold)]
+    call = INDETERMINATE if probability is None else task.classes[int(probability > task.threshold)]
     return {**answer, "probability": probability, "call": call, "threshold": task.threshold}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from MTSASegmenterLib.config import TaskSpec
 from MTSASegmenterLib.metrics import classification_metrics
+from MTSASegmenterLib.postprocess.heads import INDETERMINATE
 
 from .scores import PatientResult
 
@@ -92,7 +93,7 @@ def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: 
 
 
 def _unanswered(answer: dict[str, Any]) -> bool:
-    return answer.get("value") is None if answer["kind"] == "regression" else answer.get("call") == "indeterminate"
+    return answer.get("value") is None if answer["kind"] == "regression" else answer.get("call") == INDETERMINATE
 
 
 def summarise_head(task: TaskSpec, results: Sequence[PatientResult], n_boot: int, seed: int) -> dict[str, Any]:

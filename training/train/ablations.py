@@ -27,11 +27,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from MTSASegmenterLib.errors import InputError
+from MTSASegmenterLib.errors import InputError, run_command
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
 from ..data.formats import detect_format
-from ..command import run_command
 from ..evaluation.evaluate import EvalSettings, evaluate_model, select_cases
 from ..evaluation.summary import NOT_CLINICAL
 from ..evaluation.tables import write_table
@@ -138,7 +137,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "mtsa ablations") -> int:
-    """Exit 0 with the table paths on stdout; the exit-code rule of ``training.command`` otherwise."""
+    """Exit 0 with the table paths on stdout; ``errors.run_command``'s exit-code rule otherwise."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
 

@@ -13,17 +13,17 @@ from datetime import date
 from pathlib import Path
 
 from MTSASegmenterLib.config import (
+    DEVICES,
     NORMALISATIONS,
     NetConfig,
     PreprocessConfig,
     TaskSpec,
     head_tasks,
 )
-from MTSASegmenterLib.errors import InputError, MTSAError
+from MTSASegmenterLib.errors import InputError, MTSAError, run_command
 from MTSASegmenterLib.model.presets import PRESETS
 
 from ..data.formats import add_cohort_options
-from ..command import run_command
 from ..data.cohort import SPLIT_KINDS
 from .config import TrainConfig
 from .loop import train
@@ -63,7 +63,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--free-share", type=float, default=0.0, help="share of tumour-free tissue slices")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--cache-dir", type=Path)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--real-data", action="store_true", help="the cohort is not synthetic (clears the not-for-clinical-use stamp)")
@@ -133,7 +133,7 @@ def _config(args: argparse.Namespace, command: str) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None, prog: str = "mtsa train") -> int:
-    """Exit 0 with the best checkpoint's path on stdout; the exit-code rule of ``training.command`` otherwise."""
+    """Exit 0 with the best checkpoint's path on stdout; ``errors.run_command``'s exit-code rule otherwise."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
 

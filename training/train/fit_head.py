@@ -2,8 +2,9 @@
 
 The network is run on the training and validation patients of its own split exactly as a user
 would run it (``predict_volume``). Two things are chosen from those predictions:
-1. the GTV component filter: a logistic model over each predicted component's size, shape,
-   brightness and certainty (``component_filter``), fitted to tell components that touch a truth
+1. the GTV component filter: a logistic model over each predicted component's size, shape and
+   certainty (``component_filter.COMPONENT_FEATURES``; brightness differs between scanners, so it
+   is left out), fitted to tell components that touch a truth
    lesion from those that touch none, and the lowest threshold on its cross-validated scores that
    leaves at most ``--max-fp-per-patient`` false positives per fitting patient;
 2. for a model with an EGFR head, the patient-level EGFR model: each patient's filtered lesions
@@ -24,8 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from MTSASegmenterLib.config import TaskSpec
-from MTSASegmenterLib.errors import InputError
+from MTSASegmenterLib.config import DEVICES, TaskSpec
+from MTSASegmenterLib.errors import InputError, run_command
 from MTSASegmenterLib.inference.pipeline import predict_volume
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.io.outputs import atomic_outputs, check_writable
@@ -50,7 +51,6 @@ from MTSASegmenterLib.postprocess.lesions import label_components, max_diameters
 from MTSASegmenterLib.postprocess.patient_model import LogisticModel, fit_logistic
 from tqdm import tqdm
 
-from ..command import run_command
 from ..data.cohort import Case, cohort_fingerprint, egfr_head, read_cohort
 from ..data.formats import add_cohort_options
 from ..data.slices import read_mask
@@ -75,9 +75,9 @@ def fitting_cases(data: Path, model: LoadedModel, gtv_labels: Sequence[int] | No
 
 
 def label(case: Case, task: TaskSpec) -> int | None:
-    """The case's class index for ``task`` (None: unknown); a bad cell is refused naming case and column."""
-    value = case.targets([task])[0]
-    return None if np.isnan(value) else int(value)
+    """The case's class index for ``task`` (None: unknown)."""
+    value = case.target(task)
+    return None if value is None else int(value)
 
 
 @dataclass
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
                    help="false-positive components per fitting patient the component filter may leave (its threshold)")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     return run_command(lambda: _run(args))

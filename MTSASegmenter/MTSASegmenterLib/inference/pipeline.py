@@ -22,14 +22,8 @@ from ..postprocess.heads import HeadAnswer, head_answer, slice_values
 from ..postprocess.lesion_features import measure_lesions
 from ..postprocess.lesions import drop_weak_components, find_lesions
 from ..postprocess.patient_model import LogisticModel
-from .predictor import (
-    Progress,
-    ShouldCancel,
-    SliceOutputs,
-    default_batch_size,
-    predict_slices,
-    select_device,
-)
+from ..progress import Progress, ShouldCancel
+from .predictor import SliceOutputs, default_batch_size, predict_slices, select_device
 from .preprocess import ModelGrid
 from .report import DroppedSummary, GTVSummary, InputSummary, ModelSummary, Postprocessing, Report, SliceSummary, Timing
 

@@ -18,12 +18,11 @@ from itertools import chain
 import numpy as np
 import torch
 
-from ..config import NetConfig
+from ..config import DEVICES, NetConfig
 from ..errors import Cancelled, MTSAError
-from ..progress import Progress, ShouldCancel
 from ..model.network import fuse_batchnorm
+from ..progress import Progress, ShouldCancel
 from .preprocess import stack_context
-
 
 
 def available_devices() -> list[str]:
@@ -41,7 +40,7 @@ def select_device(name: str = "auto") -> torch.device:
     found = available_devices()
     if name == "auto":
         return torch.device("cuda" if "cuda" in found else "mps" if "mps" in found else "cpu")
-    if name not in ("cpu", "cuda", "mps"):
+    if name not in DEVICES:
         raise MTSAError(f"device {name!r}: unknown; choose auto, cpu, cuda or mps")
     if name not in found:
         raise MTSAError(f"device {name!r}: not available on this machine (found: {', '.join(found)})")

@@ -52,10 +52,6 @@ class LoadedModel:
         """The patient-level heads, in the classifier's (and the report's) order."""
         return head_tasks(self.tasks)
 
-    def head(self, name: str) -> TaskSpec | None:
-        """The head that reads cases.csv column ``name`` or reports under key ``name`` (e.g. ``"egfr"``)."""
-        return next((t for t in self.heads if name.lower() in (t.label_column, t.key)), None)
-
 
 def save_checkpoint(
     path: str | Path,

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import slicer
 
+from ..config import DEVICES
 from ..errors import InputError
 from .logic import Request
 from .translation import _
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class SegmenterParameters:

@@ -98,6 +98,11 @@ def probability_label(report: Mapping[str, Any]) -> str:
     return _("{name} probability:").format(name=str(head["classes"][-1]).capitalize())
 
 
+def plot_title(report: Mapping[str, Any]) -> str:
+    """Title of the per-slice plot of the first head, e.g. 'EGFR: mutant probability per slice'."""
+    return f"{primary_head(report)['name']}: {probability_label(report).rstrip(':').lower()} {_('per slice')}"
+
+
 def probability_text(report: Mapping[str, Any]) -> str:
     head = primary_head(report)
     if head["kind"] == "regression":

@@ -303,7 +303,7 @@ class SegmenterPanel(VTKObservationMixin):
         xs, ys = report_view.slice_curve(report)
         self._chartNode = plot_chart.egfr_plot_chart_node(
             slicer.mrmlScene, xs, ys, head.get("threshold"), chart_node=self._chartNode,
-            title=f"{head['name']}: {report_view.probability_label(report).rstrip(':').lower()} {_('per slice')}",
+            title=report_view.plot_title(report),
             probability=head["kind"] != "regression",
         )
         self._plotViewNode = plot_chart.private_plot_view(slicer.mrmlScene, self._plotViewNode)

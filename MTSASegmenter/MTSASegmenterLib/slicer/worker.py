@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..config import DEVICES
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
 
 PROGRESS_TAG = "mtsa-progress"
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="folder for prediction.seg.nrrd and prediction.json")
     parser.add_argument("--case", default="", help="the case name the report carries (the volume node's name)")
     parser.add_argument("--model", type=Path, help="checkpoint (default: the bundled demo model)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--batch-size", type=int, default=None)
     return parser
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import write_tiny_cohort
+from helpers import read_rows, write_rows, write_tiny_cohort
 from MTSASegmenterLib.config import (
     DEFAULT_TASKS,
     PreprocessConfig,
@@ -62,12 +62,9 @@ def test_read_cohort(tmp_path: Path) -> None:
 )
 def test_read_cohort_errors_name_file_and_row(tmp_path: Path, column: str, value: str, message: str) -> None:
     folder = write_tiny_cohort(tmp_path / "cohort", n=2)
-    rows = list(csv.DictReader(open(folder / "cases.csv")))
+    rows = read_rows(folder / "cases.csv")
     rows[1][column] = value
-    with open(folder / "cases.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(folder / "cases.csv", rows)
     with pytest.raises(InputError, match="cases.csv: " + message.replace("(", r"\(")) as info:
         read_cohort(folder)
     assert "\n" not in str(info.value)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ClassOnlyNet, stand_in, write_count_cohort, write_exact_cohort, write_tiny_cohort
+from helpers import ClassOnlyNet, read_rows, stand_in, write_count_cohort, write_exact_cohort, write_rows, write_tiny_cohort
 from MTSASegmenterLib.config import DEFAULT_TASKS
 from MTSASegmenterLib.errors import EXIT_ERROR
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
@@ -20,11 +19,6 @@ from training.evaluation.scores import segmentation_scores
 from training.evaluation.tables import CSV_COLUMNS, TABLE_COLUMNS
 
 FAST = EvalSettings(device="cpu", n_boot=50, synthetic=False, progress_bar=False)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_segmentation_scores_of_a_perfect_prediction() -> None:
@@ -60,7 +54,7 @@ def test_classification_only_model_gets_a_call_and_no_gtv_columns(tmp_path: Path
     model = stand_in(ClassOnlyNet(), tasks=[t for t in DEFAULT_TASKS if t.kind == "binary"])
     summary = evaluate_model(model, selection, tmp_path / "eval", FAST)
     assert summary["gtv"] is None and summary["egfr"]["indeterminate"] == 0
-    rows = read_csv(tmp_path / "eval" / "per_patient.csv")
+    rows = read_rows(tmp_path / "eval" / "per_patient.csv")
     assert all(r["egfr_call"] in ("mutant", "wild-type") and "dice" not in r for r in rows)
     md = (tmp_path / "eval" / "table3.md").read_text()
     assert "| brightness rule | — | — |" in md
@@ -79,11 +73,11 @@ def test_cli_writes_every_output_with_the_table_columns(trained: tuple[Path, Pat
     assert "not clinical validation" in metrics["statement"]
     assert {"accuracy", "precision", "recall", "f1", "auc", "indeterminate"} <= set(metrics["egfr"])
     assert {"dice", "hd95_mm", "precision", "recall", "volume_dice", "lesion_sensitivity", "false_positive_lesions_per_patient"} <= set(metrics["gtv"])
-    table = read_csv(out / "table3.csv")
+    table = read_rows(out / "table3.csv")
     assert tuple(table[0]) == CSV_COLUMNS and len(table) == 1
     header = (out / "table3.md").read_text().splitlines()[2]
     assert header == "| " + " | ".join(TABLE_COLUMNS) + " |"
-    rows = read_csv(out / "per_patient.csv")
+    rows = read_rows(out / "per_patient.csv")
     assert [r["case"] for r in rows] == test_ids
     assert {"egfr_true", "egfr_call", "egfr_probability", "dice", "hd95_mm", "volume_dice", "lesion_sensitivity",
             "false_positive_lesions"} <= set(rows[0])
@@ -113,13 +107,10 @@ def test_bad_input_is_one_error_line(trained: tuple[Path, Path], tmp_path: Path,
 
 
 def _relabel(cohort: Path, labels: list[str]) -> None:
-    rows = read_csv(cohort / "cases.csv")
+    rows = read_rows(cohort / "cases.csv")
     for row, label in zip(rows, labels):
         row["egfr"] = label
-    with open(cohort / "cases.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(cohort / "cases.csv", rows)
 
 
 def test_image_oracle_beside_the_bayes_limit(tmp_path: Path) -> None:
@@ -135,7 +126,7 @@ def test_image_oracle_beside_the_bayes_limit(tmp_path: Path) -> None:
     accuracy = summary["egfr"]["accuracy"]["value"]
     assert oracle["model_minus_oracle"] == pytest.approx(accuracy - 1.0)
     assert summary["heads"]["egfr"]["image_oracle"] == oracle and 0.85 < summary["best_possible_accuracy"] < 0.97
-    row = read_csv(tmp_path / "eval" / "table3.csv")[0]
+    row = read_rows(tmp_path / "eval" / "table3.csv")[0]
     assert float(row["Image oracle accuracy"]) == 1.0 and float(row["EGFR Accuracy - oracle"]) == pytest.approx(accuracy - 1.0)
     assert row["Best possible accuracy"] and "image oracle 1.000" in (tmp_path / "eval" / "heads.md").read_text()
 
@@ -143,7 +134,7 @@ def test_image_oracle_beside_the_bayes_limit(tmp_path: Path) -> None:
     summary = evaluate_model(seg_only, selection, tmp_path / "seg", EvalSettings(device="cpu", n_boot=50, progress_bar=False,
                                                                                   pictures=False, synthetic=False), data=cohort)
     assert summary["egfr"] is None and summary["image_oracle"]["accuracy"] == 1.0 and "model_minus_oracle" not in summary["image_oracle"]
-    row = read_csv(tmp_path / "seg" / "table3.csv")[0]
+    row = read_rows(tmp_path / "seg" / "table3.csv")[0]
     assert row["Image oracle accuracy"] == "1.0" and row["EGFR Accuracy - oracle"] == "" and row["Best possible accuracy"] == ""
 
     _relabel(cohort, ["mutant", "wild-type", "wild-type", "mutant"] * 2)  # half of each class has two lesions

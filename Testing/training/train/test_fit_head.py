@@ -34,7 +34,7 @@ from MTSASegmenterLib.postprocess.lesions import drop_weak_components
 from MTSASegmenterLib.postprocess.patient_model import LogisticModel, fit_logistic
 
 from training.data.cohort import read_cohort
-from training.train import fit_head as patient_head
+from training.train import fit_head as fit_head_module
 from training.train.fit_head import (
     SLICE_FEATURE,
     Measured,
@@ -131,7 +131,7 @@ def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch:
     cohort = write_count_cohort(tmp_path / "exact", n=6)
     saved = {}
     # The rule-based stand-in has no weights to store: capture what would be written instead.
-    monkeypatch.setattr(patient_head, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks, info=info))
+    monkeypatch.setattr(fit_head_module, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks, info=info))
     summary = fit_head(stand_in(), read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False)
     assert summary["training_accuracy"] == 1.0 and summary["patients"] == 6
     head = next(t for t in saved["tasks"] if t.kind == "binary")
@@ -156,7 +156,7 @@ def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tm
     response = TaskSpec("Response", "binary", ("non-response", "response"), aggregation="top_area_half_mean")
     model = stand_in(tasks=(next(t for t in DEFAULT_TASKS if t.kind == "segmentation"), response))
     saved = {}
-    monkeypatch.setattr(patient_head, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks))
+    monkeypatch.setattr(fit_head_module, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks))
     summary = fit_head(model, read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False)
     assert summary["component_model"] and "patients" not in summary
     gtv, head = saved["tasks"]

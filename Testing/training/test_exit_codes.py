@@ -1,6 +1,6 @@
-"""One exit-code rule for every training-side command, as for ``mtsa``: bad input (or an inconsistent
-configuration) is one ``error:`` line and EXIT_ERROR, Ctrl-C is EXIT_INTERRUPTED; also when a
-command runs on its own (``python -m ...``, torchrun), not only under ``mtsa``."""
+"""One exit-code rule (``errors.run_command``) for every training-side command, as for ``mtsa``: bad
+input (or an inconsistent configuration) is one ``error:`` line and EXIT_ERROR, Ctrl-C is
+EXIT_INTERRUPTED; also when a command runs on its own (``python -m ...``, torchrun), not only under ``mtsa``."""
 
 from __future__ import annotations
 
