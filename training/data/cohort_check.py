@@ -78,7 +78,8 @@ def report(scan: Scan) -> str:
     counts = describe(scan)
     gtv = f"mask label(s) {join_ints(scan.gtv_labels)}" if scan.gtv_labels else "every non-zero mask voxel"
     lines = [f"{scan.folder}: {scan.format}, {counts['cases']} case(s); GTV = {gtv}",
-             "  EGFR: " + ", ".join(f"{n} {k}" for k, n in counts["egfr"].items())
+             "  labels: " + ("; ".join(f"{col} " + ", ".join(f"{n} {k}" for k, n in values.items())
+                                       for col, values in counts["labels"].items()) or "none")
              + "; sites: " + ", ".join(f"{k} {n}" for k, n in counts["sites"].items())]
     lines += [f"  note: {n}" for n in scan.notes]
     lines += [f"  problem: {p}" for p in scan.problems]

@@ -19,6 +19,7 @@ import csv
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -224,10 +225,10 @@ def join_ints(values: Sequence[int]) -> str:
 
 
 def describe(scan: Scan) -> dict[str, Any]:
-    """Counts for the check's summary line: cases, EGFR labels, sites."""
-    calls = [c.labels.get("egfr", "") for c in scan.cases]
-    egfr = {"mutant": calls.count("mutant"), "wild-type": calls.count("wild-type"), "unknown": calls.count("")}
+    """Counts for the check's summary line: cases, each label column's values (a preset's too), sites."""
+    columns = sorted({k for c in scan.cases for k in c.labels} - {"site", "acquired"})
+    labels = {col: dict(Counter(c.labels.get(col, "") or "unknown" for c in scan.cases)) for col in columns}
     sites: dict[str, int] = {}
     for c in scan.cases:
         sites[c.site or "(none)"] = sites.get(c.site or "(none)", 0) + 1
-    return {"cases": len(scan.cases), "egfr": egfr, "sites": dict(sorted(sites.items()))}
+    return {"cases": len(scan.cases), "labels": labels, "sites": dict(sorted(sites.items()))}

@@ -98,11 +98,14 @@ def _summary(model: LoadedModel, selection: CaseSelection, results: list[Patient
              name: str, data: Path | None) -> dict[str, Any]:
     heads = head_tasks(model.tasks)
     head_summaries = {t.key: summarise_head(t, results, settings.n_boot, settings.seed) for t in heads}
-    egfr = egfr_section(egfr_head(heads), head_summaries)
+    egfr_task = egfr_head(heads)
+    egfr = egfr_section(egfr_task, head_summaries)
     for task in heads:
         if task.kind == "binary":
             accuracy = (head_summaries[task.key].get("accuracy") or {}).get("value")
             head_summaries[task.key]["image_oracle"] = image_oracle(results, task.label_column, accuracy)
+    egfr_oracle = (head_summaries[egfr_task.key]["image_oracle"] if egfr_task is not None
+                   else image_oracle(results, EGFR_COLUMN, None))  # the cohort's, for a model without the head
     summary: dict[str, Any] = {
         "model": {"name": name, "path": str(model.path), "sha256": model.sha256, "version": model.info.version,
                   "synthetic_only": model.info.synthetic_only, "tasks": [t.name for t in model.tasks]},
@@ -113,7 +116,7 @@ def _summary(model: LoadedModel, selection: CaseSelection, results: list[Patient
         "egfr": egfr,
         "heads": head_summaries,
         "best_possible_accuracy": None,
-        "image_oracle": image_oracle(results, EGFR_COLUMN, (egfr or {}).get("accuracy", {}).get("value")),
+        "image_oracle": egfr_oracle,
         "synthetic_cohort": settings.synthetic,
         "settings": {"device": settings.device, "n_boot": settings.n_boot, "seed": settings.seed,
                      "min_lesion_diameter_mm": MIN_LESION_MM},

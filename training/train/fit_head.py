@@ -64,7 +64,7 @@ def fitting_cases(data: Path, model: LoadedModel, gtv_labels: Sequence[int] | No
     """The training and validation patients of the model's split (the cohort must be its own)."""
     training = model.info.training or {}
     if training.get("cases_csv_sha256") != cohort_fingerprint(data, gtv_labels, labels):
-        raise InputError(f"{data}: not the cohort this model was trained on (cases.csv differs); fit on the training cohort")
+        raise InputError(f"{data}: not the cohort this model was trained on (its fingerprint differs); fit on the training cohort")
     split = training.get("split", {})
     ids = set(split.get("train", {}).get("case_ids", [])) | set(split.get("val", {}).get("case_ids", []))
     cases = [c for c in read_cohort(data, gtv_labels, labels) if c.case_id in ids]

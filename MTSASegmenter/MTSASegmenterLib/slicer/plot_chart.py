@@ -17,14 +17,14 @@ def egfr_plot_chart_node(scene, xs: list[float], ys: list[float], threshold: flo
     if chart_node is not None and chart_node.GetScene() is not scene:
         chart_node = None
     if chart_node is None:
-        chart_node = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "EGFR per slice")
+        chart_node = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "MTSASegmenter per slice")
         chart_node.SetXAxisTitle("slice")
     else:
         series = chart_node.GetNthPlotSeriesNode(0)
         table_node = series.GetTableNode() if series is not None else None
     if table_node is None or table_node.GetScene() is not scene:
         chart_node.RemoveAllPlotSeriesNodeIDs()
-        table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", "EGFR per slice table")
+        table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", "MTSASegmenter per slice table")
         columns = [("slice", vtk.vtkDoubleArray), ("probability", vtk.vtkDoubleArray), ("threshold", vtk.vtkDoubleArray)]
         for column_name, cls in columns:
             column = cls()
