@@ -78,6 +78,17 @@ class IntensityScale(tio.IntensityTransform):
         return subject
 
 
+class InPlaneMotion(tio.RandomMotion):
+    """TorchIO's motion ghosting with rotation about the slice axis and translation in the plane only.
+
+    The sample is a slab as thick as the context slices: a rotation out of the plane swings it out of
+    its own field of view and leaves an almost constant image, with the mask unchanged.
+    """
+
+    def get_params(self, *args, is_2d: bool = False, **kwargs):
+        return super().get_params(*args, is_2d=True, **kwargs)
+
+
 class ScannerAugmentation:
     """``augment(image, mask, rng) -> (image, mask)`` for ``SliceDataset``."""
 
@@ -90,7 +101,7 @@ class ScannerAugmentation:
                              translation=(-4, 4, -4, 4, 0, 0), isotropic=False, p=cfg.affine),
             tio.RandomBlur(std=(0.0, 1.2, 0.0, 1.2, 0.0, 0.0), p=cfg.blur),
             tio.RandomAnisotropy(axes=in_plane, downsampling=(1.5, 3.0), p=cfg.anisotropy),
-            tio.RandomMotion(degrees=4.0, translation=4.0, num_transforms=2, p=cfg.motion),
+            InPlaneMotion(degrees=4.0, translation=4.0, num_transforms=2, p=cfg.motion),
             tio.RandomGhosting(num_ghosts=(2, 6), axes=in_plane, intensity=(0.2, 0.6), p=cfg.ghosting),
             tio.RandomSpike(num_spikes=1, intensity=(0.1, 0.4), p=cfg.spike),
             tio.RandomBiasField(coefficients=0.35, order=3, p=cfg.bias),
@@ -111,8 +122,9 @@ class ScannerAugmentation:
             )
             out = self.transform(subject)
             x = out["image"].data[0].permute(2, 0, 1)
-            self.curve.set_random_state(seed)
-            x = torch.as_tensor(self.curve(x))
+            if float(x.max() - x.min()) > 1e-3:  # MONAI's curve divides by the range: NaN on a flat image
+                self.curve.set_random_state(seed)
+                x = torch.as_tensor(self.curve(x))
         x = torch.clamp(x, 0.0, self.cfg.clip_max)
         return x.numpy().astype(np.float32, copy=False), out["mask"].data[0, :, :, channels // 2].numpy().astype(np.uint8)
 

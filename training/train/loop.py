@@ -13,6 +13,7 @@ ablations can share one). The command line is ``cli.py``.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,7 @@ class Trainer:
         self.objective.train()
         self.train_sums: dict[str, float] = {}
         self.seen = 0
+        self.skipped = 0
         self.train_batches = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                                   disable=not (self.d.main and self.cfg.progress_bar), leave=False)
 
@@ -207,6 +209,11 @@ class Trainer:
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> None:
         image, mask, targets = self._inputs(batch)
+        # one NaN sample would poison every weight and, through batch norm, every statistic
+        finite = ddp.all_reduce_sum(self.d, torch.tensor([float(torch.isfinite(image).all())], dtype=torch.float64))
+        if int(finite.item()) < self.d.world_size:
+            self.skipped += 1
+            return
         with torch.autocast(self.d.device.type, dtype=torch.float16, enabled=self.use_amp):
             total, parts, _, _ = self.objective(image, mask, targets)
         self.optimizer.zero_grad(set_to_none=True)
@@ -224,6 +231,12 @@ class Trainer:
             self.progress(done, f"epoch {self.epoch + 1}: loss {mean_loss:.4f}")
 
     def on_validation_epoch_start(self) -> None:
+        if self.skipped:
+            if self.skipped == len(self.train_loader):
+                raise MTSAError(f"{self.cfg.data}: every batch of epoch {self.epoch + 1} was non-finite; check the images")
+            if self.d.main:
+                tqdm.write(f"epoch {self.epoch + 1}: skipped {self.skipped} of {len(self.train_loader)} batches with a non-finite image",
+                           file=sys.stderr)
         self.train_seconds = time.perf_counter() - self.epoch_started
         self.objective.eval()
         # loss sum, slices, intersection, predicted + true pixels, then per head: score sum, labelled slices

@@ -76,3 +76,18 @@ def test_noise_is_rician_and_grows_with_its_draw() -> None:
     assert max(stds) > 0.05 and min(stds) >= 0.0
     dark = ScannerAugmentation(replace(OFF, noise=1.0, max_noise=0.2))(np.zeros_like(flat), mask, np.random.default_rng(1))[0]
     assert dark.min() >= 0.0  # magnitude noise never goes negative (Rician, not Gaussian)
+
+
+def test_motion_stays_in_the_slice_plane() -> None:
+    """An out-of-plane rotation swings the three-slice slab out of its own field of view."""
+    image, mask = sample(96)
+    moving = ScannerAugmentation(replace(OFF, motion=1.0))
+    for seed in range(12):
+        out, _ = moving(image, mask, np.random.default_rng(seed))
+        assert out[1][mask == 1].mean() > 1.5 and out[1][mask == 0].mean() < 1.3, seed
+
+
+def test_intensity_curve_on_an_almost_flat_image_stays_finite() -> None:
+    flat = np.full((3, 64, 64), 0.00325, np.float32) + np.linspace(0, 5e-10, 64, dtype=np.float32)
+    out, _ = ScannerAugmentation(replace(OFF, curve=1.0))(flat, np.zeros((64, 64), np.uint8), np.random.default_rng(0))
+    assert np.isfinite(out).all()

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import write_tiny_cohort
@@ -53,6 +54,27 @@ def test_train_writes_checkpoint_logs_and_state(cohort: Path, tmp_path: Path) ->
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)  # plain data
     assert last["state"]["epoch"] == 1 and "optimizer" in last and "rng" in last
     assert calls[-1][0] == 1.0 and all(0 <= f <= 1 for f, _ in calls)
+
+
+def poisoned_augmentation(every: int):
+    """An augmentation that turns every ``every``-th sample into NaN: the bad sample a trainer must survive."""
+    count = iter(range(10**9))
+
+    def augment(image, mask, rng):
+        return (np.full_like(image, np.nan) if next(count) % every == 0 else image), mask
+
+    return lambda clip_max: augment
+
+
+def test_a_non_finite_batch_is_skipped_not_learnt(cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr("training.train.loop.default_augmentation", poisoned_augmentation(every=7))
+    best = train(config(cohort, tmp_path / "run", augment=True))
+    assert "batches with a non-finite image" in capsys.readouterr().err
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(best).net.state_dict().values())
+    monkeypatch.setattr("training.train.loop.default_augmentation", poisoned_augmentation(every=1))
+    with pytest.raises(MTSAError, match="every batch of epoch 1 was non-finite"):
+        train(config(cohort, tmp_path / "all-bad", augment=True))
 
 
 def test_resume_replays_the_uninterrupted_run(cohort: Path, tmp_path: Path) -> None:
