@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the bundled demo model (MTSASegmenter/Resources/Models/mtsa_demo.pt) from nothing, on a
-# 2-core CPU in about 2.5 hours (a GPU is much faster): a synthetic training cohort with randomised
+# 2-core CPU in about 2 hours (a GPU is much faster): a synthetic training cohort with randomised
 # appearance (docs/PHANTOM.md; about 15 min), training within a time budget, the component filter
 # and patient-level EGFR model (mtsa fit-head), then the checks of the model card: held-out internal
 # patients, an external-site synthetic cohort, and the real scans of $MTSA_REAL_DATA when present.
