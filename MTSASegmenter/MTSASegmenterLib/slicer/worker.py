@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import DEVICES
-from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, MTSAError
+from ..errors import MTSAError, run_command
 
 PROGRESS_TAG = "mtsa-progress"
 SEGMENTATION_NAME = "prediction.seg.nrrd"
@@ -84,14 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         _predict(args)
-    except MTSAError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    return 0
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":
