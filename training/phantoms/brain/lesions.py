@@ -115,7 +115,7 @@ class LesionRenderer:
     def apply_lesion(self, image: np.ndarray, occupancy: np.ndarray) -> None:
         """Enhancing lesion (rim + necrotic core or solid) with partial-volume occupancy = GTV."""
         occ = np.clip(0.5 - self.sd, 0.0, 1.0)
-        blend = occ if self.look.edge_mm == 1.0 else np.clip(0.5 - self.sd / self.look.edge_mm, 0.0, 1.0)  # a blurred margin
+        blend = np.clip(0.5 - self.sd / self.look.edge_mm, 0.0, 1.0)  # the margin's intensity, blurred when edge_mm > 1
         value = self.enhancement * (1.0 + self.bio.texture * self.texture_field)
         if self.bio.necrotic:
             core = np.clip(0.5 - (self.sd + self.rim_field), 0.0, 1.0)
