@@ -57,17 +57,22 @@ def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx:
     heights = np.array([(box[0].stop - box[0].start) * spacing[0] for box in boxes])
     features = np.column_stack([
         np.log(volume_ml),
-        ndimage.maximum(probability, labels, index),
+        _box_max(probability, labels, boxes),
         ndimage.mean(probability, labels, index),
         mean_intensity,
         mean_intensity**2,  # with the linear term: tumour enhancement sits between darker specks and brighter vessels
-        ndimage.maximum(volume, labels, index),
+        _box_max(volume, labels, boxes),
         mean_intensity - shell_mean,
         shape,
         np.log(np.maximum(np.asarray(ndimage.mean(depth, labels, index)), 0.5)),
         heights / np.array([equivalent_diameter_mm(v) for v in volume_ml]),
     ])
     return labels, features[:, [MEASURED_FEATURES.index(name) for name in names]]
+
+
+def _box_max(values: np.ndarray, labels: np.ndarray, boxes: list) -> np.ndarray:
+    """Per-component maximum within each component's box (``ndimage.maximum`` sorts the whole volume: 0.3 s a call)."""
+    return np.array([values[box][labels[box] == k + 1].max() for k, box in enumerate(boxes)])
 
 
 def _shape(component: np.ndarray, spacing: np.ndarray) -> tuple[float, float]:
