@@ -133,8 +133,7 @@ def _measure_components(
     if n == 0:
         return []
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    centroids = ndimage.center_of_mass(labels > 0, labels, range(1, n + 1))
-    boxes = ndimage.find_objects(labels)
+    boxes = ndimage.find_objects(labels)  # per-component work stays in its box (center_of_mass scans the volume per call)
     out = []
     for lab in range(1, n + 1):
         box = boxes[lab - 1]
@@ -142,7 +141,8 @@ def _measure_components(
         # Pad by one so the erosion sees background around the component, not the crop edge.
         surf = _surface_indices(np.pad(comp, 1)) - 1 + np.array([s.start for s in box])
         diam = max_diameter_mm(_index_to_lps(surf, sp, org, dirm))
-        c_lps = _index_to_lps(np.asarray([centroids[lab - 1]]), sp, org, dirm)[0]
+        centroid = np.argwhere(comp).mean(axis=0) + np.array([s.start for s in box])
+        c_lps = _index_to_lps(centroid[None], sp, org, dirm)[0]
         bbox = tuple(int(s.start) for s in box) + tuple(int(s.stop) for s in box)
         out.append((lab, int(counts[lab - 1]), diam, (float(-c_lps[0]), float(-c_lps[1]), float(c_lps[2])), bbox))
     return out
