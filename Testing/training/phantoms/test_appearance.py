@@ -41,3 +41,19 @@ def test_randomising_the_look_keeps_the_biology() -> None:
     keys = ("diameter_mm", "necrotic", "oedema_extent", "texture", "region", "centre_lps", "axes_mm", "rim_mm")
     assert plain.egfr == wide.egfr
     assert [{k: les[k] for k in keys} for les in plain.lesions] == [{k: les[k] for k in keys} for les in wide.lesions]
+
+
+def test_restyling_changes_the_lesions_look_only() -> None:
+    """The look probe (benchmarks/lesion_look_probe.py) compares the same patients: restyle must keep every draw."""
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    plain = generate_case(4, "internal", config=CHEAP)
+    brighter = generate_case(4, "internal", config=CHEAP, restyle=lambda look: dataclasses.replace(look, enhancement=(3.0, 3.0)))
+    mask = sitk.GetArrayFromImage(plain.mask) > 0
+    assert np.array_equal(mask, sitk.GetArrayFromImage(brighter.mask) > 0) and mask.any()
+    assert [les["enhancement"] for les in brighter.lesions] == [3.0] * len(plain.lesions)
+    a, b = (sitk.GetArrayFromImage(case.image).astype(float) for case in (plain, brighter))
+    assert b[mask].mean() > a[mask].mean() * 1.3  # the lesions changed ...
+    assert (a == b).mean() > 0.9  # ... and most of the image did not

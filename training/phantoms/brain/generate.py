@@ -18,6 +18,7 @@ knobs and the appearance, so the same seed at another site is the same patient s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -138,8 +139,10 @@ def _acquisition(patient: _Patient, rng: np.random.Generator, knobs: np.random.G
     return acq
 
 
-def generate_case(seed: int, site: str = "internal", egfr: str | None = None, config: PhantomConfig | None = None) -> PhantomCase:
-    """One case, deterministic in (seed, site, egfr, config)."""
+def generate_case(seed: int, site: str = "internal", egfr: str | None = None, config: PhantomConfig | None = None,
+                  restyle: Callable[[Appearance], Appearance] | None = None) -> PhantomCase:
+    """One case, deterministic in (seed, site, egfr, config). ``restyle`` changes the drawn look and nothing
+    else (every random draw stays), so probes can render the same patients with lesions of another look."""
     if site not in SITES:
         raise ValueError(f"site must be one of {sorted(SITES)}, not {site!r}")
     config = config or PhantomConfig()
@@ -154,6 +157,7 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
         egfr = ""  # outside the EGFR table: unlabelled for the classifier, still a GTV for segmentation
     wide = look_rng.random() < config.domain_randomisation
     look = randomised(look_rng) if wide else textbook(look_rng)
+    look = restyle(look) if restyle else look
 
     anat = load_anatomy()
     deformation = draw_deformation(anat, anat_rng, config.scale, config.max_rotation_deg, config.elastic_mm, config.elastic_smooth_mm)
