@@ -78,8 +78,9 @@ def randomised(rng: np.random.Generator, shuffle_probability: float = 0.2) -> Ap
     brightest_tissue = max(1.0, gm, csf)
     # Enhancing tumour relative to the brightest parenchyma: real rims are faint (median 1.09 and 1.15 x white
     # matter in brats-met-00110 and tcga-fg-6692, 95th percentiles 1.49 and 1.40), the textbook's 1.3-2.0 is not.
-    # A share of cases is faint throughout (peaks at most ~1.45 x): a model trained without that share found
-    # synthetic lesions of 1.05-1.2 x with Dice 0.20, against 0.78 for 1.3-1.6 x (tcga-fg-6692 is such a lesion).
+    # A share of cases is faint throughout (peaks at most ~1.45 x), as tcga-fg-6692's lesion is: a model trained
+    # without it found synthetic 1.05-1.2 x lesions with Dice 0.20 (0.78 at 1.3-1.6 x). With it, faint lesions
+    # gained little (benchmarks/lesion_look_probe.py: 0.48 -> 0.50); real scans gained more (model card).
     if rng.random() < FAINT_SHARE:
         low, spread = rng.uniform(1.03, 1.2), rng.uniform(1.05, 1.2)
     else:
