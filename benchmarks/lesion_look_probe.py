@@ -4,7 +4,8 @@ identical but for the lesions' enhancement and oedema, each scored by Dice again
     python benchmarks/lesion_look_probe.py [--model PT] [--cases 8] [--seed 500]
 
 Why: a real lesion the model misses (tcga-fg-6692: patchy rim 1.1-1.4 x the brain median in iso-intense
-oedema) can be a gap in the training look or something the phantom cannot draw; this tells which. Figures, 8 patients (seeds 500-507), bundled model of 2026-12-04 (v8) / the one before (v7):
+oedema) can be a gap in the training look or something the phantom cannot draw; this tells which.
+Figures, 8 patients (seeds 500-507), bundled model of 2026-12-04 (v8) / the one before (v7):
 faint rim 1.05-1.2 x 0.50 / 0.48; rim 1.3-1.6 x 0.80 / 0.87; rim 1.1-1.4 x in the phantom's dark oedema
 0.70 / 0.76, in iso-intense oedema 0.56 / 0.56 (about 1 min per look on 2 cores).
 """
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "MTSASegmenter")]
 
 from MTSASegmenterLib.inference.pipeline import predict_volume  # noqa: E402
+from MTSASegmenterLib.metrics import dice  # noqa: E402
 from MTSASegmenterLib.model.checkpoint import load_checkpoint  # noqa: E402
 from MTSASegmenterLib.resources import demo_model_path  # noqa: E402
 from training.phantoms.brain.appearance import Appearance  # noqa: E402
@@ -38,14 +40,10 @@ LOOKS = {  # name -> (rim range x the brightest parenchyma, oedema range x WM or
 
 def restyler(rim: tuple[float, float], oedema: tuple[float, float] | None):
     def restyle(look: Appearance) -> Appearance:
-        brightest = max(1.0, look.gm, look.csf)
+        brightest = look.brightest_tissue
         return dataclasses.replace(look, enhancement=(rim[0] * brightest, rim[1] * brightest), necrosis=(0.85, 1.0),
                                    oedema=oedema or look.oedema)
     return restyle
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
 
 
 def main(argv: list[str] | None = None) -> int:

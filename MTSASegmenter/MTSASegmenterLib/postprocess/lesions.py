@@ -138,10 +138,11 @@ def _measure_components(
     for lab in range(1, n + 1):
         box = boxes[lab - 1]
         comp = labels[box] == lab
+        start = np.array([s.start for s in box])
         # Pad by one so the erosion sees background around the component, not the crop edge.
-        surf = _surface_indices(np.pad(comp, 1)) - 1 + np.array([s.start for s in box])
+        surf = _surface_indices(np.pad(comp, 1)) - 1 + start
         diam = max_diameter_mm(_index_to_lps(surf, sp, org, dirm))
-        centroid = np.argwhere(comp).mean(axis=0) + np.array([s.start for s in box])
+        centroid = np.argwhere(comp).mean(axis=0) + start
         c_lps = _index_to_lps(centroid[None], sp, org, dirm)[0]
         bbox = tuple(int(s.start) for s in box) + tuple(int(s.stop) for s in box)
         out.append((lab, int(counts[lab - 1]), diam, (float(-c_lps[0]), float(-c_lps[1]), float(c_lps[2])), bbox))

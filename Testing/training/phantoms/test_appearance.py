@@ -27,10 +27,10 @@ def test_randomised_looks_are_wide_and_tumour_always_enhances() -> None:
     assert gm.min() < 0.3 and gm.max() > 1.2  # orderings beyond the textbook: grey matter darker or brighter than white
     low = np.array([look.enhancement[0] for look in looks])
     assert low.min() < 1.3 and max(look.enhancement[1] for look in looks) > 3.0
-    peak = np.array([look.enhancement[1] / max(1.0, look.gm, look.csf) for look in looks])
+    peak = np.array([look.enhancement[1] / look.brightest_tissue for look in looks])
     assert (peak < 1.3).mean() > 0.2  # faint lesions like tcga-fg-6692's are common, not a tail
     for look in looks:
-        assert look.enhancement[0] > 1.02 * max(1.0, look.gm, look.csf)  # brighter than any parenchyma around it
+        assert look.enhancement[0] > 1.02 * look.brightest_tissue  # brighter than any parenchyma around it
         assert look.necrosis[1] < look.enhancement[0] and not look.textbook
 
 

@@ -53,6 +53,12 @@ class Appearance:
     edge_mm: float = 1.0  # width of the lesion's intensity margin (1: a sharp partial-volume edge; the GTV is unchanged)
     textbook: bool = True
 
+    @property
+    def brightest_tissue(self) -> float:
+        """The brightest normal parenchyma (WM = 1, or grey matter or CSF where a shuffled look makes them brighter):
+        what lesion enhancement is drawn relative to."""
+        return max(1.0, self.gm, self.csf)
+
 
 def textbook(rng: np.random.Generator) -> Appearance:
     """PHANTOM.md's T1-CE: the look of the internal and external test cohorts."""
@@ -75,7 +81,7 @@ def randomised(rng: np.random.Generator, shuffle_probability: float = 0.2) -> Ap
     else:
         gm, csf = rng.uniform(0.5, 1.0), rng.uniform(0.02, 0.7)
         dura, diploe, fat = rng.uniform(0.7, 2.6), rng.uniform(0.1, 1.0), rng.uniform(0.5, 2.6)
-    brightest_tissue = max(1.0, gm, csf)
+    brightest_tissue = max(1.0, gm, csf)  # Appearance.brightest_tissue of the look drawn here
     # Enhancing tumour relative to the brightest parenchyma: real rims are faint (median 1.09 and 1.15 x white
     # matter in brats-met-00110 and tcga-fg-6692, 95th percentiles 1.49 and 1.40), the textbook's 1.3-2.0 is not.
     # A share of cases is faint throughout (peaks at most ~1.45 x), as tcga-fg-6692's lesion is: a model trained
