@@ -17,7 +17,7 @@ CHEAP = PhantomConfig(max_matrix=96)
 def test_textbook_is_phantom_md() -> None:
     for seed in range(50):
         look = textbook(np.random.default_rng(seed))
-        assert look.textbook and 0.58 <= look.gm <= 0.72 and 0.12 <= look.csf <= 0.25
+        assert look.textbook and 0.58 <= look.gm <= 0.72 and 0.12 <= look.csf <= 0.25 and look.patchiness == 0.0
         assert (look.enhancement, look.necrosis, look.oedema) == (ENHANCEMENT, NECROSIS, OEDEMA)
 
 
@@ -29,6 +29,9 @@ def test_randomised_looks_are_wide_and_tumour_always_enhances() -> None:
     assert low.min() < 1.3 and max(look.enhancement[1] for look in looks) > 3.0
     peak = np.array([look.enhancement[1] / look.brightest_tissue for look in looks])
     assert (peak < 1.3).mean() > 0.2  # faint lesions like tcga-fg-6692's are common, not a tail
+    iso = np.array([look.oedema[0] >= 0.9 for look in looks])  # an oedema halo as bright as white matter
+    patchy = np.array([look.patchiness >= 0.5 for look in looks])
+    assert 0.2 < iso.mean() < 0.5 and 0.2 < patchy.mean() < 0.45 and (iso & patchy).any()  # tcga-fg-6692 has both
     for look in looks:
         assert look.enhancement[0] > 1.02 * look.brightest_tissue  # brighter than any parenchyma around it
         assert look.necrosis[1] < look.enhancement[0] and not look.textbook
@@ -57,3 +60,19 @@ def test_restyling_changes_the_lesions_look_only() -> None:
     a, b = (sitk.GetArrayFromImage(case.image).astype(float) for case in (plain, brighter))
     assert b[mask].mean() > a[mask].mean() * 1.3  # the lesions changed ...
     assert (a == b).mean() > 0.9  # ... and most of the image did not
+
+
+def test_patchy_enhancement_leaves_parts_of_the_lesion_at_the_core_level() -> None:
+    """Patches (tcga-fg-6692) leave parts of the lesion at its core level; the GTV and the rest of the image stay."""
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    def look(patchiness: float):
+        return lambda look: dataclasses.replace(look, enhancement=(1.5, 1.5), necrosis=(1.0, 1.0), patchiness=patchiness)
+
+    solid, patchy = (generate_case(4, "internal", config=CHEAP, restyle=look(p)) for p in (0.0, 1.0))
+    mask = sitk.GetArrayFromImage(solid.mask) > 0
+    assert np.array_equal(mask, sitk.GetArrayFromImage(patchy.mask) > 0)
+    a, b = (sitk.GetArrayFromImage(case.image).astype(float) for case in (solid, patchy))
+    assert b[mask].mean() < 0.96 * a[mask].mean() and (a == b).mean() > 0.9  # (0.92 on this 96-voxel grid)
