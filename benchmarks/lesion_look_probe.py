@@ -30,19 +30,20 @@ from MTSASegmenterLib.resources import demo_model_path  # noqa: E402
 from training.phantoms.brain.appearance import Appearance  # noqa: E402
 from training.phantoms.brain.generate import PhantomConfig, generate_case  # noqa: E402
 
-LOOKS = {  # name -> (rim range x the brightest parenchyma, oedema range x WM or None for the drawn one)
-    "faint rim 1.05-1.2": ((1.05, 1.2), None),
-    "rim 1.3-1.6": ((1.3, 1.6), None),
-    "rim 1.1-1.4, dark oedema": ((1.1, 1.4), None),
-    "rim 1.1-1.4, iso-intense oedema": ((1.1, 1.4), (1.0, 1.0)),
+LOOKS = {  # name -> (rim range x the brightest parenchyma, oedema range x WM or None for the drawn one, patchiness)
+    "faint rim 1.05-1.2": ((1.05, 1.2), None, 0.0),
+    "rim 1.3-1.6": ((1.3, 1.6), None, 0.0),
+    "rim 1.1-1.4, dark oedema": ((1.1, 1.4), None, 0.0),
+    "rim 1.1-1.4, iso-intense oedema": ((1.1, 1.4), (1.0, 1.0), 0.0),
+    "patches 1.1-1.4, iso-intense oedema": ((1.1, 1.4), (1.0, 1.0), 0.8),
 }
 
 
-def restyler(rim: tuple[float, float], oedema: tuple[float, float] | None):
+def restyler(rim: tuple[float, float], oedema: tuple[float, float] | None, patchiness: float):
     def restyle(look: Appearance) -> Appearance:
         brightest = look.brightest_tissue
         return dataclasses.replace(look, enhancement=(rim[0] * brightest, rim[1] * brightest), necrosis=(0.85, 1.0),
-                                   oedema=oedema or look.oedema)
+                                   oedema=oedema or look.oedema, patchiness=patchiness, patch_mm=2.0)
     return restyle
 
 
@@ -55,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load_checkpoint(args.model)
     config = PhantomConfig(domain_randomisation=1.0)  # randomised looks, as training sees them
     print("| look | mean Dice | per patient |\n| --- | --- | --- |")
-    for name, (rim, oedema) in LOOKS.items():
+    for name, (rim, oedema, patchiness) in LOOKS.items():
         scores = []
         for seed in range(args.seed, args.seed + args.cases):
-            case = generate_case(seed, "internal", config=config, restyle=restyler(rim, oedema))
+            case = generate_case(seed, "internal", config=config, restyle=restyler(rim, oedema, patchiness))
             mask = predict_volume(case.image, model, device="cpu").mask
             scores.append(dice(sitk.GetArrayFromImage(mask) > 0, sitk.GetArrayFromImage(case.mask) > 0))
         print(f"| {name} | {np.mean(scores):.3f} | {' '.join(f'{s:.2f}' for s in scores)} |", flush=True)
