@@ -29,9 +29,6 @@ def test_randomised_looks_are_wide_and_tumour_always_enhances() -> None:
     assert low.min() < 1.3 and max(look.enhancement[1] for look in looks) > 3.0
     peak = np.array([look.enhancement[1] / look.brightest_tissue for look in looks])
     assert (peak < 1.3).mean() > 0.2  # faint lesions like tcga-fg-6692's are common, not a tail
-    iso = np.array([look.oedema[0] >= 0.9 for look in looks])  # an oedema halo as bright as white matter
-    patchy = np.array([look.patchiness >= 0.5 for look in looks])
-    assert 0.2 < iso.mean() < 0.5 and 0.2 < patchy.mean() < 0.45 and (iso & patchy).any()  # tcga-fg-6692 has both
     for look in looks:
         assert look.enhancement[0] > 1.02 * look.brightest_tissue  # brighter than any parenchyma around it
         assert look.necrosis[1] < look.enhancement[0] and not look.textbook
