@@ -1,5 +1,5 @@
 """How much a model's GTV depends on the lesions' look: the same synthetic patients rendered twice or more,
-identical but for the lesions' enhancement and oedema, each scored by Dice against its truth.
+identical but for the lesions' enhancement, oedema and patchiness, each scored by Dice and lesions found.
 
     python benchmarks/lesion_look_probe.py [--model PT] [--cases 8] [--seed 500]
 

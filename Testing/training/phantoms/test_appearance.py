@@ -3,8 +3,11 @@ tumour enhancing, and randomising the look never changes the label-carrying biol
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 pytest.importorskip("nilearn")
 
@@ -45,10 +48,6 @@ def test_randomising_the_look_keeps_the_biology() -> None:
 
 def test_restyling_changes_the_lesions_look_only() -> None:
     """The look probe (benchmarks/lesion_look_probe.py) compares the same patients: restyle must keep every draw."""
-    import dataclasses
-
-    import SimpleITK as sitk
-
     plain = generate_case(4, "internal", config=CHEAP)
     brighter = generate_case(4, "internal", config=CHEAP, restyle=lambda look: dataclasses.replace(look, enhancement=(3.0, 3.0)))
     mask = sitk.GetArrayFromImage(plain.mask) > 0
@@ -61,10 +60,6 @@ def test_restyling_changes_the_lesions_look_only() -> None:
 
 def test_patchy_enhancement_leaves_parts_of_the_lesion_at_the_core_level() -> None:
     """Patches (tcga-fg-6692) leave parts of the lesion at its core level; the GTV and the rest of the image stay."""
-    import dataclasses
-
-    import SimpleITK as sitk
-
     def look(patchiness: float):
         return lambda look: dataclasses.replace(look, enhancement=(1.5, 1.5), necrosis=(1.0, 1.0), patchiness=patchiness)
 
