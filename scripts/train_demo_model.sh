@@ -22,7 +22,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -s "$WORK/train/cases.csv" ] || mtsa synth --out "$WORK/train" --cases 200 --site internal --seed 11 --overwrite \
   --domain-randomisation 0.7 --skull-stripped 0.5 --thick-slices 0.4 --large-cysts 0.2 --fov-cut 0.15
 mtsa train --data "$WORK/train" --out "$WORK/run" --split random --val-fraction 0.08 --test-fraction 0.07 \
-  --input-size 160 --width 12 --spacing 1.5 --min-slice-mm 2.0 --batch-size 16 --free-share 0.35 \
+  --input-size 160 --width 12 --context 2 --spacing 1.5 --min-slice-mm 2.0 --batch-size 16 --free-share 0.35 \
   --seed 7 --epochs 22 --max-minutes "$MINUTES" --workers 1 --resume
 mtsa fit-head --model "$WORK/run/best.pt" --data "$WORK/train" --out "$WORK/run/model.pt" --overwrite
 cp "$WORK/run/model.pt" MTSASegmenter/Resources/Models/mtsa_demo.pt
