@@ -34,9 +34,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
                         help="share of cases with an extra 25-50 mm cystic lesion, its fluid core as dark as CSF (these carry no EGFR label)")
     parser.add_argument("--max-matrix", type=int, metavar="N",
                         help="cap the in-plane matrix (quick test cohorts: the pixel size then leaves the site's range)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes making cases in parallel (the cohort is the same for any number)")
     args = parser.parse_args(argv)
     if args.cases < 1:
         parser.error("--cases must be at least 1")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     if args.max_matrix is not None and args.max_matrix < 32:
         parser.error("--max-matrix must be at least 32")
     brain_only = [f for f, v in (("--domain-randomisation", args.domain_randomisation), ("--skull-stripped", args.skull_stripped),
@@ -55,7 +59,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
     progress, close = progress_bar(f"synth {args.preset} {args.site}")
     try:
         csv_path = write_cohort(args.out, args.cases, site=args.site, seed=args.seed, progress=progress, overwrite=args.overwrite,
-                                config=config, preset=args.preset)
+                                config=config, preset=args.preset, workers=args.workers)
     except FileExistsError as exc:
         raise MTSAError(str(exc)) from None
     finally:

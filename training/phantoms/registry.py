@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -93,19 +94,55 @@ def cohort_preset(folder: Path) -> str | None:
         return None
 
 
+def _write_case(out_dir: Path, preset: str, site: str, seed: int, i: int, config: PhantomConfig) -> tuple[Any, ...]:
+    """Generate and write case i; its cases.csv row. Depends on (seed, site, i) alone, so the order
+    or the process the cases are made in never changes a cohort."""
+    phantom = PHANTOMS[preset]
+    site_code = sum(ord(ch) << (8 * k) for k, ch in enumerate(site[:8]))
+    case_seed = int(np.random.SeedSequence([seed, site_code, i]).generate_state(1)[0])
+    case_id = f"{site}-{i:04d}"
+    case = phantom.generate(case_seed, site, config)
+    image_rel, mask_rel = f"imagesTr/{case_id}.nii.gz", f"labelsTr/{case_id}.nii.gz"
+    with atomic_outputs([out_dir / image_rel, out_dir / mask_rel]) as (image_tmp, mask_tmp):
+        sitk.WriteImage(case.image, str(image_tmp), useCompression=True)
+        sitk.WriteImage(case.mask, str(mask_tmp), useCompression=True)
+    days = (LAST_DAY - FIRST_DAY).days
+    acquired = FIRST_DAY + dt.timedelta(days=int(np.random.default_rng(case_seed).integers(days + 1)))
+    return (case_id, image_rel, mask_rel, *(case.labels[c] for c in phantom.label_columns), site, acquired.isoformat())
+
+
+def _case_rows(out_dir: Path, n_cases: int, site: str, seed: int, config: PhantomConfig, preset: str,
+               workers: int) -> Iterator[tuple[Any, ...]]:
+    """The cases' rows in case order, made by ``workers`` processes (1: in this one)."""
+    if workers == 1:
+        yield from (_write_case(out_dir, preset, site, seed, i, config) for i in range(n_cases))
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_write_case, out_dir, preset, site, seed, i, config) for i in range(n_cases)]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:  # a failed case or an interruption: make no more of them
+            for future in futures:
+                future.cancel()
+
+
 def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int = 0,
                  progress: Callable[[float, str], None] | None = None, overwrite: bool = False,
-                 config: PhantomConfig | None = None, preset: str = "mtsa-net") -> Path:
+                 config: PhantomConfig | None = None, preset: str = "mtsa-net", workers: int = 1) -> Path:
     """Write n_cases to out_dir (imagesTr/, labelsTr/, phantom.json, cases.csv written last); returns cases.csv.
 
     Case i's seed derives from (seed, site, i), so internal and external cohorts with the same
     seed hold different patients; acquisition dates spread over 2018-2022 for temporal splits.
-    ``config`` knobs other than max_matrix shape the brain phantom only.
+    ``config`` knobs other than max_matrix shape the brain phantom only. ``workers`` processes
+    make the cases (the cohort is the same for any number).
     """
     if preset not in PHANTOMS:
         raise ValueError(f"preset must be one of {', '.join(PHANTOMS)}, not {preset!r}")
     if site not in SITE_NAMES:
         raise ValueError(f"site must be one of {', '.join(SITE_NAMES)}, not {site!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     phantom, config = PHANTOMS[preset], config or PhantomConfig()
     out_dir = Path(out_dir)
     csv_path = out_dir / "cases.csv"
@@ -113,21 +150,11 @@ def write_cohort(out_dir: Path, n_cases: int, site: str = "internal", seed: int 
         raise FileExistsError(f"{csv_path} exists; pass overwrite=True to replace the cohort")
     (out_dir / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
-    site_code = sum(ord(ch) << (8 * i) for i, ch in enumerate(site[:8]))
-    days = (LAST_DAY - FIRST_DAY).days
     rows = []
-    for i in range(n_cases):
-        case_seed = int(np.random.SeedSequence([seed, site_code, i]).generate_state(1)[0])
-        case_id = f"{site}-{i:04d}"
+    for row in _case_rows(out_dir, n_cases, site, seed, config, preset, workers):
+        rows.append(row)
         if progress:
-            progress(i / n_cases, f"case {case_id}")
-        case = phantom.generate(case_seed, site, config)
-        image_rel, mask_rel = f"imagesTr/{case_id}.nii.gz", f"labelsTr/{case_id}.nii.gz"
-        with atomic_outputs([out_dir / image_rel, out_dir / mask_rel]) as (image_tmp, mask_tmp):
-            sitk.WriteImage(case.image, str(image_tmp), useCompression=True)
-            sitk.WriteImage(case.mask, str(mask_tmp), useCompression=True)
-        acquired = FIRST_DAY + dt.timedelta(days=int(np.random.default_rng(case_seed).integers(days + 1)))
-        rows.append((case_id, image_rel, mask_rel, *(case.labels[c] for c in phantom.label_columns), site, acquired.isoformat()))
+            progress(len(rows) / n_cases, f"case {row[0]}")
     info = {"preset": preset, "description": phantom.description, "site": site, "seed": seed, "cases": n_cases, "config": asdict(config)}
     (out_dir / "phantom.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     with atomic_outputs([csv_path]) as (tmp,), open(tmp, "w", newline="") as f:

@@ -99,6 +99,19 @@ def test_cohort_folder_has_the_preset_columns_and_phantom_json(tmp_path: Path) -
     assert set(PHANTOMS) == {"mtsa-net", "hcc-tace", "breast-dce"}
 
 
+def test_cohort_made_by_several_processes_is_the_one_made_by_one(tmp_path: Path) -> None:
+    """Each case depends on (seed, site, index) alone, so --workers may only change the speed."""
+    one = write_cohort(tmp_path / "one", 3, site="internal", seed=5, config=CHEAP, preset="breast-dce")
+    two = write_cohort(tmp_path / "two", 3, site="internal", seed=5, config=CHEAP, preset="breast-dce", workers=2)
+    assert one.read_text() == two.read_text()
+    for row in csv.DictReader(open(one)):
+        for column in ("image", "mask"):
+            a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(p.parent / row[column]))) for p in (one, two))
+            assert np.array_equal(a, b), (row["case_id"], column)
+    with pytest.raises(ValueError, match="workers"):
+        write_cohort(tmp_path / "none", 1, workers=0)
+
+
 def test_synth_refuses_brain_knobs_for_another_preset(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         mtsa_main(["synth", "--preset", "hcc-tace", "--out", str(tmp_path / "c"), "--cases", "1", "--thick-slices", "0.5"])
