@@ -79,6 +79,8 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
                    help="train the GTV and the heads (both), or one branch only (the paper's baselines)")
     p.add_argument("--weighting", choices=WEIGHTINGS, default=LossConfig.weighting)
     p.add_argument("--focal-alpha", type=float, default=LossConfig.focal_alpha)
+    p.add_argument("--tumour-slice-dice", type=float, default=LossConfig.tumour_slice_dice, metavar="0-1",
+                   help="share of the Dice loss taken per tumour slice rather than over the batch, so small lesions weigh as much as large ones")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     return p
 
@@ -125,7 +127,8 @@ def _config(args: argparse.Namespace, command: str) -> TrainConfig:
         cutoff=args.cutoff, gtv_labels=args.gtv_labels, labels=args.labels, test_sites=tuple(s.strip() for s in args.test_sites.split(",")) if args.test_sites else None,
         seed=args.seed, epochs=args.epochs, patience=args.patience, max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size,
         net=net, preprocess=preprocess,
-        loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha), tasks=tasks,
+        loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha,
+                        tumour_slice_dice=args.tumour_slice_dice), tasks=tasks,
         free_share=args.free_share, augment=not args.no_augment, cache_dir=args.cache_dir, device=args.device,
         amp=not args.no_amp, num_workers=args.workers, resume=args.resume, synthetic_only=not args.real_data,
         model_name=args.name or preset.name, command=command, progress_bar=not args.no_progress,

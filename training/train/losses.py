@@ -6,7 +6,7 @@ The focal term is *summed* over the pixels of each slice, as eq. 7 writes it, an
 the batch; that is why beta is as small as 1/25000 (the paper's value, tuned for 384 x 384
 slices: at smaller inputs the focal term weighs proportionally less). The Dice term is soft and
 pooled over the whole batch, so a batch whose slices are partly tumour-free still has a
-well-defined Dice.
+well-defined Dice; ``tumour_slice_dice`` moves a share of it to a mean over the tumour slices.
 """
 
 from __future__ import annotations
@@ -28,6 +28,21 @@ def soft_dice_loss(seg_logits: torch.Tensor, target: torch.Tensor, eps: float = 
     p = torch.sigmoid(seg_logits.float())
     y = target.float()
     return 1 - 2 * (p * y).sum() / ((p + y).sum() + eps)
+
+
+def tumour_slice_dice_loss(seg_logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Eq. 6 per slice, mean over the slices that hold tumour (0, attached, when none does).
+
+    Why: pooled over the batch, a 5 mm lesion's pixels are lost beside a 30 mm one's, so the
+    network can leave small lesions out at little cost; per slice, each lesion slice counts alike.
+    """
+    p = torch.sigmoid(seg_logits.float()).flatten(1)
+    y = target.float().flatten(1)
+    tumour = y.sum(1) > 0
+    if not bool(tumour.any()):
+        return seg_logits.float().sum() * 0.0
+    per_slice = 1 - 2 * (p * y).sum(1) / ((p + y).sum(1) + eps)
+    return per_slice[tumour].mean()
 
 
 def focal_loss_sum(
@@ -75,12 +90,15 @@ class LossConfig:
     focal_alpha: float = 0.8
     focal_gamma: float = 2.0
     dice_eps: float = 1e-5
+    tumour_slice_dice: float = 0.0  # share of the Dice term taken per tumour slice instead of over the batch (0: the paper's)
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if not 0 <= self.focal_alpha <= 1:
             raise ValueError(f"focal_alpha must be in [0, 1], got {self.focal_alpha}")
+        if not 0 <= self.tumour_slice_dice <= 1:
+            raise ValueError(f"tumour_slice_dice must be in [0, 1], got {self.tumour_slice_dice}")
 
 
 class MultiTaskLoss(nn.Module):
@@ -105,6 +123,9 @@ class MultiTaskLoss(nn.Module):
         """(L_GTV, Dice loss, summed focal loss)."""
         c = self.config
         dice = soft_dice_loss(seg_logits, mask, c.dice_eps)
+        if c.tumour_slice_dice:
+            per_slice = tumour_slice_dice_loss(seg_logits, mask, c.dice_eps)
+            dice = (1 - c.tumour_slice_dice) * dice + c.tumour_slice_dice * per_slice
         focal = focal_loss_sum(seg_logits, mask, c.focal_alpha, c.focal_gamma)
         return dice + c.beta * focal, dice, focal
 

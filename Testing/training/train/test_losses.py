@@ -15,6 +15,7 @@ from training.train.losses import (
     labelled_cross_entropy,
     focal_loss_sum,
     soft_dice_loss,
+    tumour_slice_dice_loss,
 )
 
 GTV, EGFR = DEFAULT_TASKS
@@ -31,6 +32,22 @@ def test_soft_dice_pools_the_batch() -> None:
     logits = torch.cat([torch.where(TARGET > 0, 20.0, -20.0), torch.full((1, 1, 2, 2), -20.0)])
     target = torch.cat([TARGET, torch.zeros(1, 1, 2, 2)])
     assert soft_dice_loss(logits, target).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_tumour_slice_dice_weighs_a_small_lesion_like_a_large_one() -> None:
+    # Slice 1: a 1-pixel lesion missed; slice 2: a 15-pixel lesion found. Pooled, the miss costs
+    # 1/31 of the Dice; per tumour slice it costs half, and a tumour-free slice changes neither.
+    small, large = torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)
+    small[0, 0, 0, 0], large[0, 0, 0, 0] = 1.0, 0.0
+    target = torch.cat([small, large, torch.zeros(1, 1, 4, 4)])
+    logits = torch.cat([torch.full((1, 1, 4, 4), -30.0), torch.where(large > 0, 30.0, -30.0), torch.full((1, 1, 4, 4), -30.0)])
+    assert soft_dice_loss(logits, target).item() == pytest.approx(1 / 31, abs=1e-4)
+    assert tumour_slice_dice_loss(logits, target).item() == pytest.approx(0.5, abs=1e-4)
+    assert tumour_slice_dice_loss(logits[2:], target[2:]).item() == 0.0
+    mixed = MultiTaskLoss(LossConfig(tumour_slice_dice=0.5), tasks=(GTV,)).gtv_loss(logits, target)[1]
+    assert mixed.item() == pytest.approx(0.5 * (1 / 31 + 0.5), abs=1e-4)
+    with pytest.raises(ValueError, match="tumour_slice_dice"):
+        LossConfig(tumour_slice_dice=1.5)
 
 
 def test_focal_summed_over_pixels_mean_over_batch() -> None:
