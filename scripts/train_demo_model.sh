@@ -9,6 +9,10 @@
 # kept, training resumes from last.pt). The real scans are never trained on: they only check.
 # The weights depend on the trainer's code too: the card names the commit the bundled model was
 # trained at (its info.code_version). Synthetic data only: the model is not for clinical use.
+#
+# The bundled model was trained on one GPU: DEVICE=cuda LOADER_WORKERS=15 SYNTH_WORKERS=16 (an H200
+# with 16 cores: synthesis 2 min, 22 epochs 5 min). On a CPU the same recipe trains a model of its
+# own (GPU arithmetic and mixed precision differ), so its figures will differ somewhat from the card's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,15 +22,18 @@ MINUTES=${MINUTES:-120}  # a safety net: the run is 22 epochs (constant learning
 # One torch thread: the same weights on any machine (thread counts change floating-point sums), and
 # no 18-fold stall when the second core is busy (README, "Speed and memory").
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+DEVICE=${DEVICE:-auto}  # auto: a GPU when there is one
+LOADER_WORKERS=${LOADER_WORKERS:-1}
+SYNTH_WORKERS=${SYNTH_WORKERS:-2}  # the cohort is the same for any number
 
 [ -s "$WORK/train/cases.csv" ] || mtsa synth --out "$WORK/train" --cases 200 --site internal --seed 11 --overwrite \
-  --domain-randomisation 0.7 --skull-stripped 0.5 --thick-slices 0.4 --large-cysts 0.2 --fov-cut 0.15
+  --domain-randomisation 0.7 --skull-stripped 0.5 --thick-slices 0.4 --large-cysts 0.2 --fov-cut 0.15 --workers "$SYNTH_WORKERS"
 mtsa train --data "$WORK/train" --out "$WORK/run" --split random --val-fraction 0.08 --test-fraction 0.07 \
   --input-size 160 --width 12 --context 2 --spacing 1.5 --min-slice-mm 2.0 --batch-size 16 --free-share 0.35 \
-  --seed 7 --epochs 22 --max-minutes "$MINUTES" --workers 1 --resume
+  --tumour-slice-dice 0.5 --seed 7 --epochs 22 --max-minutes "$MINUTES" --device "$DEVICE" --workers "$LOADER_WORKERS" --resume
 mtsa fit-head --model "$WORK/run/best.pt" --data "$WORK/train" --out "$WORK/run/model.pt" --overwrite
 cp "$WORK/run/model.pt" MTSASegmenter/Resources/Models/mtsa_demo.pt
-[ -s "$WORK/external/cases.csv" ] || mtsa synth --out "$WORK/external" --cases 40 --site external --seed 99 --overwrite
+[ -s "$WORK/external/cases.csv" ] || mtsa synth --out "$WORK/external" --cases 40 --site external --seed 99 --overwrite --workers "$SYNTH_WORKERS"
 mtsa evaluate --data "$WORK/train" --model "$WORK/run/model.pt" --out "$WORK/eval-internal"
 mtsa evaluate --data "$WORK/external" --model "$WORK/run/model.pt" --out "$WORK/eval-external"
 mtsa check-real --model "$WORK/run/model.pt" --out "$WORK/real"
