@@ -60,6 +60,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=Path, help="JSON list of tasks (config.TaskSpec fields); default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beta", type=float, default=1 / 25000, help="weight of the summed focal loss")
+    p.add_argument("--tumour-slice-dice", type=float, default=LossConfig.tumour_slice_dice, metavar="0-1",
+                   help="share of the Dice loss taken per tumour slice rather than over the batch, so small lesions weigh as much as large ones")
     p.add_argument("--free-share", type=float, default=0.0, help="share of tumour-free tissue slices")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--cache-dir", type=Path)
@@ -79,8 +81,6 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
                    help="train the GTV and the heads (both), or one branch only (the paper's baselines)")
     p.add_argument("--weighting", choices=WEIGHTINGS, default=LossConfig.weighting)
     p.add_argument("--focal-alpha", type=float, default=LossConfig.focal_alpha)
-    p.add_argument("--tumour-slice-dice", type=float, default=LossConfig.tumour_slice_dice, metavar="0-1",
-                   help="share of the Dice loss taken per tumour slice rather than over the batch, so small lesions weigh as much as large ones")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     return p
 
