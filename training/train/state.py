@@ -71,6 +71,15 @@ def save_last(path: Path, cfg: TrainConfig, state: TrainState, modules: dict[str
         torch.save(payload, tmp)
 
 
+def _same_setting(saved: Any, now: Any, default: Any) -> bool:
+    """Equal, counting a nested setting the trainer gained after the run started (absent from the
+    saved dict) as equal when it now holds its default: an upgrade alone must not block a resume."""
+    if isinstance(saved, dict) and isinstance(now, dict) and isinstance(default, dict):
+        added = set(now) - set(saved)
+        return all(saved[k] == now.get(k) for k in saved) and all(now[k] == default.get(k) for k in added)
+    return saved == now
+
+
 def load_last(path: Path, cfg: TrainConfig, modules: dict[str, nn.Module | Any]) -> TrainState:
     """Restore the modules and the random generators from ``last.pt``; refused (naming the file)
     unless it is this trainer's and was written with the same settings."""
@@ -78,7 +87,8 @@ def load_last(path: Path, cfg: TrainConfig, modules: dict[str, nn.Module | Any])
     if saved.get("format") != LAST_FORMAT:
         raise MTSAError(f"{path}: not a training state of this trainer ({saved.get('format')!r})")
     now = cfg.to_dict()
-    differing = sorted(k for k in now if k not in RESUMABLE and saved["config"].get(k) != now[k])
+    defaults = TrainConfig(data=cfg.data, out=cfg.out).to_dict()
+    differing = sorted(k for k in now if k not in RESUMABLE and not _same_setting(saved["config"].get(k), now[k], defaults[k]))
     if differing:
         raise MTSAError(f"{path}: cannot resume with different {', '.join(differing)} than the interrupted run")
     for name, module in modules.items():

@@ -86,6 +86,12 @@ def test_resume_replays_the_uninterrupted_run(cohort: Path, tmp_path: Path) -> N
         train(replace(interrupted, epochs=2))
     with pytest.raises(MTSAError, match="cannot resume with different lr"):
         train(replace(interrupted, epochs=2, lr=1e-3, resume=True))
+    # A run saved before the trainer gained a loss setting resumes while that setting keeps its default.
+    state = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    del state["config"]["loss"]["tumour_slice_dice"]
+    torch.save(state, tmp_path / "resumed" / "last.pt")
+    with pytest.raises(MTSAError, match="cannot resume with different loss"):
+        train(replace(interrupted, epochs=2, resume=True, loss=replace(interrupted.loss, tumour_slice_dice=0.5)))
     train(replace(interrupted, epochs=2, resume=True))
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
