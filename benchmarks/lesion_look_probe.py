@@ -5,7 +5,7 @@ identical but for the lesions' enhancement, oedema and patchiness, each scored b
 
 Why: a real lesion the model misses (tcga-fg-6692: patchy rim 1.1-1.4 x the brain median in iso-intense
 oedema) can be a gap in the training look or something the phantom cannot draw; this tells which.
-Figures, 8 patients (seeds 500-507), bundled model of 2026-12-04 (v8) / the one before (v7):
+Figures, 8 patients (seeds 500-507), v8 / v7 (the models bundled before v11):
 faint rim 1.05-1.2 x 0.50 / 0.48; rim 1.3-1.6 x 0.80 / 0.87; rim 1.1-1.4 x in the phantom's dark oedema
 0.70 / 0.76, in iso-intense oedema 0.56 / 0.56; patchy enhancement in iso-intense oedema 0.32 (v8; lesions
 found 12, 19, 16, 13, 12 of 19) (about 1 min per look on 2 cores). A model trained with a share of the last
