@@ -44,6 +44,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--max-minutes", type=float, help="wall-clock budget; no epoch starts after it")
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr-decay-epochs", type=int, default=0, metavar="N",
+                   help="anneal the learning rate over the last N of --epochs (half cosine; 0: constant, the paper's); "
+                        "take final.pt, the last epoch's weights, rather than best.pt then")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--input-size", type=int, default=384, help="model grid size S (multiple of 16)")
     p.add_argument("--width", type=int, default=32, help="channels of the first MSA block")
@@ -125,7 +128,8 @@ def _config(args: argparse.Namespace, command: str) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=args.out, split=args.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
         cutoff=args.cutoff, gtv_labels=args.gtv_labels, labels=args.labels, test_sites=tuple(s.strip() for s in args.test_sites.split(",")) if args.test_sites else None,
-        seed=args.seed, epochs=args.epochs, patience=args.patience, max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size,
+        seed=args.seed, epochs=args.epochs, patience=args.patience, max_minutes=args.max_minutes, lr=args.lr,
+        lr_decay_epochs=args.lr_decay_epochs, batch_size=args.batch_size,
         net=net, preprocess=preprocess,
         loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha,
                         tumour_slice_dice=args.tumour_slice_dice), tasks=tasks,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
+from math import cos, pi
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from ..data.cohort import SPLIT_KINDS
 from .losses import LossConfig
 
 # Fields that may change between an interrupted run and its resumption.
-RESUMABLE = frozenset({"epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir",
+# ``epochs`` and ``lr_decay_epochs`` only while the learning rate of the epochs already trained stays the same.
+RESUMABLE = frozenset({"epochs", "lr_decay_epochs", "patience", "resume", "device", "num_workers", "progress_bar", "command", "cache_dir",
                        "max_minutes", "model_name"})
 
 
@@ -42,6 +44,7 @@ class TrainConfig:
     patience: int = 20
     max_minutes: float | None = None  # wall-clock budget: no new epoch starts after it
     lr: float = 3e-4
+    lr_decay_epochs: int = 0  # the last N epochs anneal the learning rate on a half cosine (0: constant, the paper's)
     batch_size: int = 16
     net: NetConfig = field(default_factory=NetConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -66,12 +69,17 @@ class TrainConfig:
             raise ValueError("epochs, patience and batch_size must be positive")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.lr_decay_epochs <= self.epochs:
+            raise ValueError(f"lr_decay_epochs must be in [0, epochs={self.epochs}], got {self.lr_decay_epochs}")
         for name in ("val_fraction", "test_fraction", "free_share"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if sum(t.kind == "segmentation" for t in self.tasks) != 1:
             raise ValueError("the task list needs exactly one segmentation task")
         check_compatible(self.net, self.preprocess, self.active_tasks)
+
+    def learning_rate(self, epoch: int) -> float:
+        return learning_rate(self.lr, self.epochs, self.lr_decay_epochs, epoch)
 
     @property
     def active_tasks(self) -> list[TaskSpec]:
@@ -100,3 +108,11 @@ class TrainConfig:
                 value = list(value)
             d[f.name] = value
         return d
+
+
+def learning_rate(lr: float, epochs: int, decay_epochs: int, epoch: int) -> float:
+    """The learning rate of ``epoch`` (0-based): ``lr``, then over the last ``decay_epochs`` a half cosine
+    that ends one step short of 0, so that the weights settle (nnU-Net anneals for the same reason).
+    A function of the settings alone: a resumed run recomputes it, nothing is stored."""
+    k = epoch - (epochs - decay_epochs)
+    return lr if k < 0 else lr * 0.5 * (1 + cos(pi * (k + 1) / (decay_epochs + 1)))

@@ -5,7 +5,8 @@ without validation-loss improvement) on a cohort folder, on one device or severa
 ``train_step``, ``validation_step``, ``on_epoch_end``, ``on_train_end``), each doing one thing.
 
 Outputs in ``out``: ``best.pt`` (a checkpoint for ``mtsa predict``, best validation loss, with
-provenance), ``last.pt`` (everything needed to resume, see ``state``), ``log.csv``, ``tb/``
+provenance), ``final.pt`` (the same for the last epoch trained: the model of a run whose learning
+rate anneals, when the noisy validation loss no longer tells epochs apart), ``last.pt`` (everything needed to resume, see ``state``), ``log.csv``, ``tb/``
 (TensorBoard), and the slice cache (``slice_cache/`` unless ``cache_dir`` is given, so that
 ablations can share one). The command line is ``cli.py``.
 """
@@ -70,12 +71,13 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, d: ddp.Dist, progress: Progress | None = None) -> None:
         self.cfg, self.d, self.progress = cfg, d, progress
         self.out = Path(cfg.out)
-        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        self.last_path, self.best_path, self.final_path = (self.out / f"{n}.pt" for n in ("last", "best", "final"))
         self.tasks = cfg.active_tasks
         self.heads = head_tasks(self.tasks)
         self.use_amp = cfg.amp and d.device.type == "cuda"
         self.state = TrainState()
         self.log: EpochLog | None = None
+        self.final_metrics: dict[str, float] | None = None  # the last epoch trained by this call
 
     def run(self) -> Path:
         """Train; returns the path of the best checkpoint (lowest validation loss)."""
@@ -186,6 +188,8 @@ class Trainer:
     def on_train_end(self) -> None:
         if self.log is not None:
             self.log.close()
+        if self.final_metrics is not None and self.d.main:
+            self._save_checkpoint(self.final_path, self.final_metrics)
         if self.progress is not None and self.d.main:
             self.progress(1.0, f"best epoch {self.state.best_epoch}: validation loss {self.state.best_val:.4f}")
 
@@ -194,6 +198,8 @@ class Trainer:
     def on_train_epoch_start(self, epoch: int) -> None:
         self.epoch = epoch
         self.epoch_started = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.learning_rate(epoch)
         self.train_set.set_epoch(epoch)
         self.train_sampler.set_epoch(epoch)
         self.objective.train()
@@ -290,25 +296,26 @@ class Trainer:
                    train_slices_per_s=self.seen * self.d.world_size / self.train_seconds,
                    seconds=time.perf_counter() - self.epoch_started)
         state.epoch = epoch
+        val = {k: v for k, v in row.items() if k.startswith("val_")}
+        self.final_metrics = {"epoch": epoch + 1, **val, **sigmas}
         if row["val_loss"] < state.best_val:
             state.best_val, state.best_epoch, state.since_best = row["val_loss"], epoch + 1, 0
-            state.best_metrics = {k: v for k, v in row.items() if k.startswith("val_")}
+            state.best_metrics = val
             if self.d.main:
-                self._save_best(sigmas)
+                self._save_checkpoint(self.best_path, {"best_epoch": state.best_epoch, **val, **sigmas})
         else:
             state.since_best += 1
         if self.log is not None:
             self.log.write(row)
             save_last(self.last_path, self.cfg, state, self._resumable())
 
-    def _save_best(self, sigmas: dict[str, float]) -> None:
+    def _save_checkpoint(self, path: Path, metrics: dict[str, float]) -> None:
         cfg = self.cfg
         info = ModelInfo(
             name=cfg.model_name, version=MTSASegmenterLib.__version__, synthetic_only=cfg.synthetic_only,
-            training=self.provenance, metrics={"best_epoch": self.state.best_epoch, **self.state.best_metrics, **sigmas},
-            code_version=self.code_version,
+            training=self.provenance, metrics=metrics, code_version=self.code_version,
         )
-        save_checkpoint(self.best_path, self.net, cfg.net, cfg.preprocess, self.tasks, info)
+        save_checkpoint(path, self.net, cfg.net, cfg.preprocess, self.tasks, info)
 
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:

@@ -15,7 +15,7 @@ from MTSASegmenterLib.errors import MTSAError
 from MTSASegmenterLib.io.outputs import atomic_outputs
 from torch import nn
 
-from .config import RESUMABLE, TrainConfig
+from .config import RESUMABLE, TrainConfig, learning_rate
 
 LAST_FORMAT = "mtsa-train-state-1"
 
@@ -91,6 +91,10 @@ def load_last(path: Path, cfg: TrainConfig, modules: dict[str, nn.Module | Any])
     differing = sorted(k for k in now if k not in RESUMABLE and not _same_setting(saved["config"].get(k), now[k], defaults[k]))
     if differing:
         raise MTSAError(f"{path}: cannot resume with different {', '.join(differing)} than the interrupted run")
+    old, done = saved["config"], saved["state"]["epoch"] + 1
+    if any(learning_rate(old["lr"], old["epochs"], old.get("lr_decay_epochs", 0), e) != cfg.learning_rate(e) for e in range(done)):
+        raise MTSAError(f"{path}: cannot resume with epochs and lr_decay_epochs that change the learning rate of the "
+                        f"{done} epochs already trained")
     for name, module in modules.items():
         module.load_state_dict(saved[name])
     set_rng_state(saved["rng"])
