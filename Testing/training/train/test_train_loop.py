@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -99,6 +100,35 @@ def test_resume_replays_the_uninterrupted_run(cohort: Path, tmp_path: Path) -> N
     for key, value in a["net"].items():
         assert torch.equal(value, b["net"][key]), key
     assert torch.equal(a["loss"]["log_vars"], b["loss"]["log_vars"])
+
+
+def test_learning_rate_decays_over_the_last_epochs_only(tmp_path: Path) -> None:
+    constant = TrainConfig(data=tmp_path, out=tmp_path, epochs=5)
+    assert [constant.learning_rate(e) for e in range(5)] == [3e-4] * 5  # the paper's
+    decayed = [TrainConfig(data=tmp_path, out=tmp_path, epochs=5, lr_decay_epochs=3).learning_rate(e) for e in range(5)]
+    assert decayed[:2] == [3e-4, 3e-4] and 3e-4 > decayed[2] > decayed[3] > decayed[4] > 0
+    assert decayed[2] == pytest.approx(3e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
+    with pytest.raises(ValueError, match="lr_decay_epochs must be in"):
+        TrainConfig(data=tmp_path, out=tmp_path, epochs=5, lr_decay_epochs=6)
+
+
+def test_a_finished_run_extended_by_a_decay_equals_the_straight_run(cohort: Path, tmp_path: Path) -> None:
+    straight = config(cohort, tmp_path / "straight", epochs=3, lr_decay_epochs=2)
+    train(straight)
+    rows = list(csv.DictReader(open(tmp_path / "straight" / "log.csv")))
+    assert [float(r["lr"]) for r in rows] == [pytest.approx(straight.learning_rate(e)) for e in range(3)]
+    final = load_checkpoint(tmp_path / "straight" / "final.pt")
+    assert final.info.metrics["epoch"] == 3 and final.info.metrics["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]))
+    # One constant-rate epoch, then the decay added: the first epoch's rate is the same, so it may resume.
+    train(config(cohort, tmp_path / "extended", epochs=1))
+    train(replace(straight, out=tmp_path / "extended", resume=True))
+    a, b = (load_checkpoint(tmp_path / run / "final.pt").net.state_dict() for run in ("straight", "extended"))
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+    # A run already in its decay cannot stretch it: that would change the rate of the epochs it trained.
+    train(config(cohort, tmp_path / "decaying", epochs=2, lr_decay_epochs=2))
+    with pytest.raises(MTSAError, match="change the learning rate of the 2 epochs already trained"):
+        train(config(cohort, tmp_path / "decaying", epochs=3, lr_decay_epochs=3, resume=True))
 
 
 @pytest.mark.parametrize("task", ["segmentation", "classification"])
