@@ -73,7 +73,8 @@ def save_last(path: Path, cfg: TrainConfig, state: TrainState, modules: dict[str
 
 def _same_setting(saved: Any, now: Any, default: Any) -> bool:
     """Equal, counting a nested setting the trainer gained after the run started (absent from the
-    saved dict) as equal when it now holds its default: an upgrade alone must not block a resume."""
+    saved dict) as equal when it now holds its default: an upgrade alone must not block a resume
+    (``load_last`` applies the same rule to the top-level settings)."""
     if isinstance(saved, dict) and isinstance(now, dict) and isinstance(default, dict):
         added = set(now) - set(saved)
         return all(saved[k] == now.get(k) for k in saved) and all(now[k] == default.get(k) for k in added)
@@ -86,12 +87,13 @@ def load_last(path: Path, cfg: TrainConfig, modules: dict[str, nn.Module | Any])
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("format") != LAST_FORMAT:
         raise MTSAError(f"{path}: not a training state of this trainer ({saved.get('format')!r})")
-    now = cfg.to_dict()
+    old, now = saved["config"], cfg.to_dict()
     defaults = TrainConfig(data=cfg.data, out=cfg.out).to_dict()
-    differing = sorted(k for k in now if k not in RESUMABLE and not _same_setting(saved["config"].get(k), now[k], defaults[k]))
+    differing = sorted(k for k in now if k not in RESUMABLE
+                       and not (_same_setting(old[k], now[k], defaults[k]) if k in old else now[k] == defaults[k]))
     if differing:
         raise MTSAError(f"{path}: cannot resume with different {', '.join(differing)} than the interrupted run")
-    old, done = saved["config"], saved["state"]["epoch"] + 1
+    done = saved["state"]["epoch"] + 1
     if any(learning_rate(old["lr"], old["epochs"], old.get("lr_decay_epochs", 0), e) != cfg.learning_rate(e) for e in range(done)):
         raise MTSAError(f"{path}: cannot resume with epochs and lr_decay_epochs that change the learning rate of the "
                         f"{done} epochs already trained")

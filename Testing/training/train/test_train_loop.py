@@ -87,12 +87,14 @@ def test_resume_replays_the_uninterrupted_run(cohort: Path, tmp_path: Path) -> N
         train(replace(interrupted, epochs=2))
     with pytest.raises(MTSAError, match="cannot resume with different lr"):
         train(replace(interrupted, epochs=2, lr=1e-3, resume=True))
-    # A run saved before the trainer gained a loss setting resumes while that setting keeps its default.
+    # A run saved before the trainer gained a setting (nested or top-level) resumes while it keeps its default.
     state = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
-    del state["config"]["loss"]["tumour_slice_dice"]
+    del state["config"]["loss"]["tumour_slice_dice"], state["config"]["amp"]
     torch.save(state, tmp_path / "resumed" / "last.pt")
     with pytest.raises(MTSAError, match="cannot resume with different loss"):
         train(replace(interrupted, epochs=2, resume=True, loss=replace(interrupted.loss, tumour_slice_dice=0.5)))
+    with pytest.raises(MTSAError, match="cannot resume with different amp"):
+        train(replace(interrupted, epochs=2, resume=True, amp=False))
     train(replace(interrupted, epochs=2, resume=True))
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
