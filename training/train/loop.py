@@ -6,9 +6,10 @@ without validation-loss improvement) on a cohort folder, on one device or severa
 
 Outputs in ``out``: ``best.pt`` (a checkpoint for ``mtsa predict``, best validation loss, with
 provenance), ``final.pt`` (the same for the last epoch trained: the model of a run whose learning
-rate anneals, when the noisy validation loss no longer tells epochs apart), ``last.pt`` (everything needed to resume, see ``state``), ``log.csv``, ``tb/``
-(TensorBoard), and the slice cache (``slice_cache/`` unless ``cache_dir`` is given, so that
-ablations can share one). The command line is ``cli.py``.
+rate anneals, when the noisy validation loss no longer tells epochs apart), ``last.pt`` (everything
+needed to resume, see ``state``), ``log.csv``, ``tb/`` (TensorBoard), and the slice cache
+(``slice_cache/`` unless ``cache_dir`` is given, so that ablations can share one). The command line
+is ``cli.py``.
 """
 
 from __future__ import annotations
