@@ -71,14 +71,16 @@ def save_last(path: Path, cfg: TrainConfig, state: TrainState, modules: dict[str
         torch.save(payload, tmp)
 
 
-def _same_setting(saved: Any, now: Any, default: Any) -> bool:
-    """Equal, counting a nested setting the trainer gained after the run started (absent from the
-    saved dict) as equal when it now holds its default: an upgrade alone must not block a resume
-    (``load_last`` applies the same rule to the top-level settings)."""
-    if isinstance(saved, dict) and isinstance(now, dict) and isinstance(default, dict):
-        added = set(now) - set(saved)
-        return all(saved[k] == now.get(k) for k in saved) and all(now[k] == default.get(k) for k in added)
-    return saved == now
+def _same_setting(saved: dict[str, Any], key: str, now: Any, default: Any) -> bool:
+    """``now`` equals ``saved[key]``, counting a setting the trainer gained after the run started
+    (absent from ``saved``, at the top or inside a group such as ``loss``) as equal while it holds its
+    default: an upgrade alone must not block a resume. A group's setting since removed still differs."""
+    if key not in saved:
+        return now == default
+    value = saved[key]
+    if isinstance(value, dict) and isinstance(now, dict) and isinstance(default, dict):
+        return set(value) <= set(now) and all(_same_setting(value, k, now[k], default.get(k)) for k in now)
+    return value == now
 
 
 def load_last(path: Path, cfg: TrainConfig, modules: dict[str, nn.Module | Any]) -> TrainState:
@@ -89,8 +91,7 @@ def load_last(path: Path, cfg: TrainConfig, modules: dict[str, nn.Module | Any])
         raise MTSAError(f"{path}: not a training state of this trainer ({saved.get('format')!r})")
     old, now = saved["config"], cfg.to_dict()
     defaults = TrainConfig(data=cfg.data, out=cfg.out).to_dict()
-    differing = sorted(k for k in now if k not in RESUMABLE
-                       and not (_same_setting(old[k], now[k], defaults[k]) if k in old else now[k] == defaults[k]))
+    differing = sorted(k for k in now if k not in RESUMABLE and not _same_setting(old, k, now[k], defaults[k]))
     if differing:
         raise MTSAError(f"{path}: cannot resume with different {', '.join(differing)} than the interrupted run")
     done = saved["state"]["epoch"] + 1
