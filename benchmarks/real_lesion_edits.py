@@ -26,49 +26,35 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "MTSASegmenter")]
 
+from MTSASegmenterLib.errors import run_command  # noqa: E402
 from MTSASegmenterLib.inference.pipeline import predict_volume  # noqa: E402
 from MTSASegmenterLib.metrics import dice  # noqa: E402
-from MTSASegmenterLib.model.checkpoint import load_checkpoint  # noqa: E402
+from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
 from MTSASegmenterLib.resources import demo_model_path  # noqa: E402
-from training.evaluation.real_cases import real_data_folder  # noqa: E402
+from training.evaluation.real_cases import one_file, real_data_folder  # noqa: E402
 
 ENHANCING, CORE, OEDEMA = 4, 1, 2
 Edit = Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # (image, fusion labels, oedema median) -> edited image
 
 
-def scaled(label: int, factor: float) -> Edit:
+def on_label(label: int, change: Callable[[np.ndarray, float], np.ndarray]) -> Edit:
+    """An edit of one label's voxels, given their values and the oedema median."""
     def edit(a: np.ndarray, seg: np.ndarray, ref: float) -> np.ndarray:
-        a = a.copy()
-        a[seg == label] *= factor
-        return a
-    return edit
-
-
-def uniform(label: int, level: float) -> Edit:
-    def edit(a: np.ndarray, seg: np.ndarray, ref: float) -> np.ndarray:
-        a = a.copy()
-        a[seg == label] = level * ref
-        return a
-    return edit
-
-
-def contrast(label: int, factor: float) -> Edit:
-    def edit(a: np.ndarray, seg: np.ndarray, ref: float) -> np.ndarray:
-        a = a.copy()
-        a[seg == label] = ref + factor * (a[seg == label] - ref)
+        a, inside = a.copy(), seg == label
+        a[inside] = change(a[inside], ref)
         return a
     return edit
 
 
 EDITS: dict[str, Edit] = {
     "none": lambda a, seg, ref: a,
-    "oedema x 0.9": scaled(OEDEMA, 0.9),
-    "oedema x 0.8": scaled(OEDEMA, 0.8),
-    "enhancing uniform 1.2 x oedema": uniform(ENHANCING, 1.2),
-    "enhancing uniform 1.4 x oedema": uniform(ENHANCING, 1.4),
-    "enhancing uniform 1.6 x oedema": uniform(ENHANCING, 1.6),
-    "enhancing deviations x 2": contrast(ENHANCING, 2.0),
-    "core uniform 0.5 x oedema": uniform(CORE, 0.5),
+    "oedema x 0.9": on_label(OEDEMA, lambda v, ref: 0.9 * v),
+    "oedema x 0.8": on_label(OEDEMA, lambda v, ref: 0.8 * v),
+    "enhancing uniform 1.2 x oedema": on_label(ENHANCING, lambda v, ref: np.full_like(v, 1.2 * ref)),
+    "enhancing uniform 1.4 x oedema": on_label(ENHANCING, lambda v, ref: np.full_like(v, 1.4 * ref)),
+    "enhancing uniform 1.6 x oedema": on_label(ENHANCING, lambda v, ref: np.full_like(v, 1.6 * ref)),
+    "enhancing deviations x 2": on_label(ENHANCING, lambda v, ref: ref + 2.0 * (v - ref)),
+    "core uniform 0.5 x oedema": on_label(CORE, lambda v, ref: np.full_like(v, 0.5 * ref)),
 }
 
 
@@ -81,18 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.is_dir():
         print(f"{folder} not found (set MTSA_REAL_DATA): nothing measured")
         return 0
-    model = load_checkpoint(args.model)
-    image = sitk.ReadImage(str(next(folder.glob("*_t1c_bet.nii.gz"))), sitk.sitkFloat32)
-    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(next(folder.glob("*_fusion_seg.nii.gz")))))
+    return run_command(lambda: measure(folder, load_checkpoint(args.model)))
+
+
+def measure(folder: Path, model: LoadedModel) -> int:
+    image = sitk.ReadImage(str(one_file(folder, "*_t1c_bet.nii.gz")), sitk.sitkFloat32)
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(one_file(folder, "*_fusion_seg.nii.gz"))))
     original = sitk.GetArrayFromImage(image)
     truth = np.isin(seg, (ENHANCING, CORE))
     ref = float(np.median(original[seg == OEDEMA]))
+    ml = float(np.prod(image.GetSpacing())) / 1000.0
     print("| edit inside the fusion's labels | Dice | GTV mL inside / outside the tumour core |\n| --- | --- | --- |")
     for name, edit in EDITS.items():
         edited = sitk.GetImageFromArray(edit(original, seg, ref))
         edited.CopyInformation(image)
         pred = sitk.GetArrayFromImage(predict_volume(edited, model, device="cpu").mask) > 0
-        ml = np.prod(image.GetSpacing()) / 1000.0
         print(f"| {name} | {dice(pred, truth):.3f} | {(pred & truth).sum() * ml:.2f} / {(pred & ~truth).sum() * ml:.2f} |", flush=True)
     return 0
 

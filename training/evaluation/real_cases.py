@@ -63,7 +63,8 @@ def real_data_folder() -> Path:
     return Path(os.environ.get("MTSA_REAL_DATA", DEFAULT_FOLDER))
 
 
-def _one(folder: Path, pattern: str) -> Path:
+def one_file(folder: Path, pattern: str) -> Path:
+    """The single file of a case folder matching ``pattern``; refused, naming both, if none or several."""
     found = sorted(folder.glob(pattern))
     if len(found) != 1:
         raise MTSAError(f"{folder}: expected one file matching {pattern!r}, found {len(found)}")
@@ -101,12 +102,12 @@ def reference_mask(case: RealCase, folder: Path, image: sitk.Image) -> np.ndarra
     """The reference GTV on the image's grid [z, y, x] (empty for a scan without lesions)."""
     if not case.reference:
         return np.zeros(sitk.GetArrayViewFromImage(image).shape, bool)
-    ref = read_mask_file(_one(folder, case.reference), image, "reference")
+    ref = read_mask_file(one_file(folder, case.reference), image, "reference")
     return np.isin(sitk.GetArrayViewFromImage(ref), case.labels)
 
 
 def check_case(case: RealCase, folder: Path, model: LoadedModel, device: str, strip: Path | None) -> CaseResult:
-    image = read_image(_one(folder, case.image))
+    image = read_image(one_file(folder, case.image))
     truth = reference_mask(case, folder, image)
     prediction = predict_volume(image, model, device=device, case=case.name, source=str(folder))
     predicted = sitk.GetArrayViewFromImage(prediction.mask) > 0
