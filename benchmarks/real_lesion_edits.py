@@ -28,11 +28,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "MTSASegmenter")]
 
 from MTSASegmenterLib.errors import run_command  # noqa: E402
 from MTSASegmenterLib.inference.pipeline import predict_volume  # noqa: E402
+from MTSASegmenterLib.io.imageio import read_image  # noqa: E402
 from MTSASegmenterLib.metrics import dice  # noqa: E402
 from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
 from MTSASegmenterLib.resources import demo_model_path  # noqa: E402
-from training.evaluation.real_cases import one_file, real_data_folder  # noqa: E402
+from training.evaluation.real_cases import KNOWN_CASES, one_file, real_data_folder, reference_mask  # noqa: E402
 
+CASE = next(case for case in KNOWN_CASES if case.name == "tcga-fg-6692")  # files and labels as check-real has them
 ENHANCING, CORE, OEDEMA = 4, 1, 2
 Edit = Callable[[np.ndarray, np.ndarray, float], np.ndarray]  # (image, fusion labels, oedema median) -> edited image
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=demo_model_path())
     parser.add_argument("--data", type=Path, default=None, help="folder of real cases (default: $MTSA_REAL_DATA or ../shared/data/real)")
     args = parser.parse_args(argv)
-    folder = (args.data or real_data_folder()) / "tcga-fg-6692"
+    folder = (args.data or real_data_folder()) / CASE.name
     if not folder.is_dir():
         print(f"{folder} not found (set MTSA_REAL_DATA): nothing measured")
         return 0
@@ -71,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(folder: Path, model: LoadedModel) -> int:
-    image = sitk.ReadImage(str(one_file(folder, "*_t1c_bet.nii.gz")), sitk.sitkFloat32)
-    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(one_file(folder, "*_fusion_seg.nii.gz"))))
-    original = sitk.GetArrayFromImage(image)
-    truth = np.isin(seg, (ENHANCING, CORE))
+    image = read_image(one_file(folder, CASE.image))
+    truth = reference_mask(CASE, folder, image)
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(one_file(folder, CASE.reference))))
+    original = sitk.GetArrayFromImage(image).astype(np.float32)
     ref = float(np.median(original[seg == OEDEMA]))
     ml = float(np.prod(image.GetSpacing())) / 1000.0
     print("| edit inside the fusion's labels | Dice | GTV mL inside / outside the tumour core |\n| --- | --- | --- |")
