@@ -32,8 +32,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
                         help="share of scans covering only 60-90%% of the head")
     parser.add_argument("--large-cysts", type=float, default=0.0, metavar="0-1",
                         help="share of cases with an extra 25-50 mm cystic lesion, its fluid core as dark as CSF (these carry no EGFR label)")
-    parser.add_argument("--patchy-lesions", type=float, default=0.0, metavar="0-1",
-                        help="share of the randomised cases whose lesions enhance in coarse blobs on a background as bright as the parenchyma")
     parser.add_argument("--max-matrix", type=int, metavar="N",
                         help="cap the in-plane matrix (quick test cohorts: the pixel size then leaves the site's range)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
@@ -47,7 +45,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
         parser.error("--max-matrix must be at least 32")
     brain_only = [f for f, v in (("--domain-randomisation", args.domain_randomisation), ("--skull-stripped", args.skull_stripped),
                                  ("--thick-slices", args.thick_slices), ("--fov-cut", args.fov_cut),
-                                 ("--large-cysts", args.large_cysts), ("--patchy-lesions", args.patchy_lesions)) if v]
+                                 ("--large-cysts", args.large_cysts)) if v]
     if args.preset != "mtsa-net" and brain_only:
         parser.error(f"{', '.join(brain_only)}: knob(s) of the brain phantom (mtsa-net), not of {args.preset}")
 
@@ -56,7 +54,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mtsa synth") -> int:
 
     config = PhantomConfig(domain_randomisation=args.domain_randomisation, skull_strip_probability=args.skull_stripped,
                            thick_slice_probability=args.thick_slices, fov_cut_probability=args.fov_cut,
-                           large_cyst_probability=args.large_cysts, patchy_probability=args.patchy_lesions,
+                           large_cyst_probability=args.large_cysts,
                            max_matrix=args.max_matrix)
     progress, close = progress_bar(f"synth {args.preset} {args.site}")
     try:

@@ -17,7 +17,7 @@ necrosis, oedema extent, texture std / mean) come from ``biology`` and are kept 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,8 +51,7 @@ class Appearance:
     rim_irregularity: float = 0.3  # relative variation of the rim's thickness around a necrotic core
     mass_effect: float = 0.0  # how far a large lesion pushes the tissue around it (x its radius)
     edge_mm: float = 1.0  # width of the lesion's intensity margin (1: a sharp partial-volume edge; the GTV is unchanged)
-    patchiness: float = 0.0  # how far the enhancement falls to patch_floor between patches (0: a uniform rim, 1: fully)
-    patch_floor: float | None = None  # the level between patches (x WM); None: the lesion's core level
+    patchiness: float = 0.0  # how far the enhancement falls to the core's level between patches (0: a uniform rim, 1: fully)
     patch_mm: float = 2.0  # the patches' correlation length (Gaussian sigma): blobs of about 2-3 x this
     textbook: bool = True
 
@@ -106,19 +105,9 @@ def randomised(rng: np.random.Generator, shuffle_probability: float = 0.2) -> Ap
         # Always darker than white matter, although tcga-fg-6692's oedema is iso-intense and its enhancement patchy:
         # drawing 35% iso-intense oedema and 30% patchy lesions here (commit 41651fd) trained a model worse on every
         # check (model card, "v9"); 30% iso-intense oedema alone (commit ad6060f, "v14") found more synthetic
-        # lesions but less of tcga-fg-6692 (0.17 -> 0.05). So the oedema stays as it was; heterogeneous() draws
-        # patchy enhancement on a background as bright as the parenchyma for PhantomConfig's share of cases.
+        # lesions but less of tcga-fg-6692 (0.17 -> 0.05). So the training look stays as it was; the look probe
+        # draws both through restyle.
         oedema=(rng.uniform(0.55, 0.85), 0.95),
         tissue_texture=rng.uniform(0.01, 0.07), texture_mm=rng.uniform(0.6, 2.0), texture_seed=int(rng.integers(2**31)), haemorrhage=rng.uniform(0.0, 0.2), rim_irregularity=rng.uniform(0.2, 0.8),
         mass_effect=rng.uniform(0.0, 0.5), edge_mm=rng.uniform(1.0, 3.5), textbook=False,
     )
-
-
-def heterogeneous(look: Appearance, rng: np.random.Generator) -> Appearance:
-    """Enhancement in coarse blobs on a background as bright as the parenchyma, as tcga-fg-6692's (its core runs
-    0.97-1.36 x its iso-intense oedema, 10th-90th percentile, mostly in variation of 2 mm and more). Patches that
-    fell to the core's level instead, often dark in randomised looks, drew dark-spotted lesions (card, "v9").
-    The peaks rise a little above the drawn enhancement, so that the lesion's mean stays near it."""
-    boost = rng.uniform(1.05, 1.25)
-    return replace(look, enhancement=(look.enhancement[0] * boost, look.enhancement[1] * boost), patchiness=rng.uniform(0.6, 1.0),
-                   patch_mm=rng.uniform(1.0, 2.5), patch_floor=rng.uniform(0.9, 1.0) * look.brightest_tissue)

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from ..scanner import Acquisition, SiteSpec, bias_field, draw_acquisition, on_grid, resample_profile, rician, stored
 from .anatomy import Anatomy, load_anatomy
-from .appearance import Appearance, heterogeneous, randomised, textbook
+from .appearance import Appearance, randomised, textbook
 from .biology import LesionBiology, best_possible_accuracy, draw_biology, draw_egfr
 from .deformation import Deformation, draw_deformation
 from .lesions import LesionRenderer, place_lesions
@@ -61,8 +61,6 @@ class PhantomConfig:
     only part of the head (60-90% of it, from either end).
     large_cyst_probability: share of cases given one extra large cystic metastasis (25-50 mm, a thin
     rim around fluid as dark as CSF) outside the EGFR table; such cases carry no EGFR label.
-    patchy_probability: share of randomised cases whose lesions enhance in coarse blobs on a background as
-    bright as the parenchyma (``appearance.heterogeneous``).
     max_matrix caps the in-plane matrix for cheap test cases (the spacing then leaves the site range).
     """
 
@@ -78,7 +76,6 @@ class PhantomConfig:
     thick_slice_probability: float = 0.0
     fov_cut_probability: float = 0.0
     large_cyst_probability: float = 0.0
-    patchy_probability: float = 0.0
 
 
 @dataclass
@@ -149,8 +146,7 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     if site not in SITES:
         raise ValueError(f"site must be one of {sorted(SITES)}, not {site!r}")
     config = config or PhantomConfig()
-    # A stream added later comes last: the children before it, and so every earlier cohort, stay as they were.
-    bio_rng, anat_rng, scan_rng, knobs, look_rng, patch_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6))
+    bio_rng, anat_rng, scan_rng, knobs, look_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))
     egfr_drawn = draw_egfr(bio_rng)  # drawn always, so a given label leaves the stream unchanged
     egfr = egfr or egfr_drawn
     biology = draw_biology(bio_rng, egfr)
@@ -161,8 +157,6 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
         egfr = ""  # outside the EGFR table: unlabelled for the classifier, still a GTV for segmentation
     wide = look_rng.random() < config.domain_randomisation
     look = randomised(look_rng) if wide else textbook(look_rng)
-    if wide and patch_rng.random() < config.patchy_probability:
-        look = heterogeneous(look, patch_rng)
     look = restyle(look) if restyle else look
 
     anat = load_anatomy()

@@ -117,15 +117,14 @@ class LesionRenderer:
         occ = np.clip(0.5 - self.sd, 0.0, 1.0)
         blend = np.clip(0.5 - self.sd / self.look.edge_mm, 0.0, 1.0)  # the margin's intensity, blurred when edge_mm > 1
         value = self.enhancement * (1.0 + self.bio.texture * self.texture_field)
+        if self.bio.necrotic:
+            core = np.clip(0.5 - (self.sd + self.rim_field), 0.0, 1.0)
+            value = value * (1.0 - core) + core * self.necrosis_level * (1.0 + 0.05 * self.texture_field)
         if self.look.patchiness > 0:  # a look's own field (texture_seed, lesion centre): the anatomy's draws stay as without it
             field_rng = np.random.default_rng([self.look.texture_seed, *self.centre_index.astype(int)])
             g = ndimage.gaussian_filter(field_rng.standard_normal(self.sd.shape), self.look.patch_mm)
             enhanced = np.clip(0.5 + g / max(float(g.std()), 1e-9), 0.0, 1.0)
-            floor = self.necrosis_level if self.look.patch_floor is None else self.look.patch_floor
-            value = floor + (value - floor) * (1.0 - self.look.patchiness * (1.0 - enhanced))
-        if self.bio.necrotic:
-            core = np.clip(0.5 - (self.sd + self.rim_field), 0.0, 1.0)
-            value = value * (1.0 - core) + core * self.necrosis_level * (1.0 + 0.05 * self.texture_field)
+            value = self.necrosis_level + (value - self.necrosis_level) * (1.0 - self.look.patchiness * (1.0 - enhanced))
         if self.haemorrhagic:  # blood products: T1-bright blotches whatever the enhancement
             blood = np.clip(2.0 * (self.texture_field - 0.8), 0.0, 1.0) * (self.sd < -1.0)
             value = value * (1.0 - blood) + blood * max(self.enhancement, 1.2)
