@@ -85,6 +85,9 @@ def build_parser(prog: str = "mtsa train") -> argparse.ArgumentParser:
     p.add_argument("--weighting", choices=WEIGHTINGS, default=LossConfig.weighting)
     p.add_argument("--focal-alpha", type=float, default=LossConfig.focal_alpha)
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--init", type=Path, metavar="PT",
+                   help="start from this checkpoint's network weights (fine-tuning on your cohort); it must have the run's "
+                        "network and preprocessing options")
     return p
 
 
@@ -134,7 +137,7 @@ def _config(args: argparse.Namespace, command: str) -> TrainConfig:
         loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha,
                         tumour_slice_dice=args.tumour_slice_dice), tasks=tasks,
         free_share=args.free_share, augment=not args.no_augment, cache_dir=args.cache_dir, device=args.device,
-        amp=not args.no_amp, num_workers=args.workers, resume=args.resume, synthetic_only=not args.real_data,
+        amp=not args.no_amp, num_workers=args.workers, resume=args.resume, init=getattr(args, "init", None), synthetic_only=not args.real_data,
         model_name=args.name or preset.name, command=command, progress_bar=not args.no_progress,
     )
 

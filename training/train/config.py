@@ -57,6 +57,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision, on CUDA only
     num_workers: int = 2
     resume: bool = False
+    init: Path | None = None  # start from this checkpoint's network weights (fine-tuning); the optimiser starts afresh
     synthetic_only: bool = True  # the data are the phantom: the model is stamped not for clinical use
     model_name: str = "MTSA-Net"  # as checkpoint and reports name the model (a preset's name by default)
     command: str = ""

@@ -23,8 +23,8 @@ from typing import Any
 import MTSASegmenterLib
 import torch
 from MTSASegmenterLib.config import ModelInfo, head_slices, head_tasks
-from MTSASegmenterLib.errors import MTSAError
-from MTSASegmenterLib.model.checkpoint import save_checkpoint
+from MTSASegmenterLib.errors import InputError, MTSAError
+from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from MTSASegmenterLib.model.network import MTSANet
 from MTSASegmenterLib.progress import Progress
 from torch import nn
@@ -101,6 +101,7 @@ class Trainer:
     def on_train_start(self) -> None:
         cfg = self.cfg
         cases = read_cohort(cfg.data, cfg.gtv_labels, cfg.labels)  # bad input refused before anything is written
+        self.init = initial_model(cfg) if cfg.init else None
         if self.d.main:
             self.out.mkdir(parents=True, exist_ok=True)
         if self.last_path.exists() and not cfg.resume:
@@ -155,6 +156,8 @@ class Trainer:
             self.objective = DistributedDataParallel(self.objective, device_ids=[d.device.index] if d.device.type == "cuda" else None)
         self.optimizer = torch.optim.Adam([p for p in self.objective.parameters() if p.requires_grad], lr=cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        if self.init is not None:
+            self.net.load_state_dict(self.init.net.state_dict())
 
     def _resumable(self) -> dict[str, Any]:
         """What ``last.pt`` holds besides the counters and the random generators."""
@@ -168,6 +171,7 @@ class Trainer:
             "split": self.split.summary(),
             "slices": {"train": len(self.train_set), "val": len(self.val_loader.dataset)},
             "seed": cfg.seed,
+            "init_sha256": self.init.sha256 if self.init else None,
             "command": cfg.command,
             "config": cfg.to_dict(),
             "world_size": self.d.world_size,
@@ -317,6 +321,17 @@ class Trainer:
             training=self.provenance, metrics=metrics, code_version=self.code_version,
         )
         save_checkpoint(path, self.net, cfg.net, cfg.preprocess, self.tasks, info)
+
+
+def initial_model(cfg: TrainConfig) -> LoadedModel:
+    """The checkpoint a fine-tuning run starts from, refused unless it has the run's network and preprocessing."""
+    model = load_checkpoint(cfg.init)
+    for what, theirs, ours in (("network", model.net_config, cfg.net), ("preprocessing", model.preprocess, cfg.preprocess)):
+        a, b = theirs.to_dict(), ours.to_dict()
+        if a != b:
+            differ = ", ".join(f"{k} {a[k]} (run: {b[k]})" for k in a if a[k] != b.get(k))
+            raise InputError(f"{cfg.init}: its {what} differs from this run's: {differ}")
+    return model
 
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:

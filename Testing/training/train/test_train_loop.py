@@ -15,7 +15,7 @@ import pytest
 import torch
 from helpers import write_tiny_cohort
 from MTSASegmenterLib.config import NetConfig, PreprocessConfig
-from MTSASegmenterLib.errors import EXIT_ERROR, MTSAError
+from MTSASegmenterLib.errors import EXIT_ERROR, InputError, MTSAError
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 
 from training.train.cli import main
@@ -131,6 +131,21 @@ def test_a_finished_run_extended_by_a_decay_equals_the_straight_run(cohort: Path
     train(config(cohort, tmp_path / "decaying", epochs=2, lr_decay_epochs=2))
     with pytest.raises(MTSAError, match="change the learning rate of the 2 epochs already trained"):
         train(config(cohort, tmp_path / "decaying", epochs=3, lr_decay_epochs=3, resume=True))
+
+
+def test_init_starts_from_a_checkpoint_and_refuses_another_network(cohort: Path, tmp_path: Path) -> None:
+    start = train(config(cohort, tmp_path / "start", epochs=1))
+    # A rate too small to move a weight measurably: the fine-tuned weights are those it started from
+    # (BatchNorm's running statistics move whatever the rate, so only the parameters are compared).
+    tuned = load_checkpoint(train(config(cohort, tmp_path / "tuned", epochs=1, lr=1e-12, init=start)))
+    fresh = load_checkpoint(train(config(cohort, tmp_path / "fresh", epochs=1, lr=1e-12)))
+    a, b, c = (dict(m.net.named_parameters()) for m in (load_checkpoint(start), tuned, fresh))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert not all(torch.allclose(a[k].float(), c[k].float(), atol=1e-6) for k in a)
+    assert tuned.info.training["init_sha256"] == load_checkpoint(start).sha256 and fresh.info.training["init_sha256"] is None
+    with pytest.raises(InputError, match=r"start/best.pt: its network differs from this run's: base_width 4 \(run: 8\)"):
+        train(config(cohort, tmp_path / "wider", net=replace(NET, base_width=8), init=start))
+    assert not (tmp_path / "wider").exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize("task", ["segmentation", "classification"])
