@@ -131,8 +131,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--test-data", type=Path, help="external test cohort (default: the test split of --data)")
     p.add_argument("--only", help=f"comma-separated variants ({', '.join(v.key for v in VARIANTS)}); default all")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    # MTSA-Net's own settings: each variant then changes its branches, weighting or alpha; runs resume
-    p.set_defaults(task="both", weighting=LossConfig.weighting, focal_alpha=LossConfig.focal_alpha, resume=True)
+    # MTSA-Net's own settings: each variant then changes its branches, weighting or alpha; runs resume, and start from random weights
+    p.set_defaults(task="both", weighting=LossConfig.weighting, focal_alpha=LossConfig.focal_alpha, resume=True, init=None)
     return p
 
 

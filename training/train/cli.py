@@ -137,7 +137,7 @@ def _config(args: argparse.Namespace, command: str) -> TrainConfig:
         loss=LossConfig(weighting=args.weighting, beta=args.beta, focal_alpha=args.focal_alpha,
                         tumour_slice_dice=args.tumour_slice_dice), tasks=tasks,
         free_share=args.free_share, augment=not args.no_augment, cache_dir=args.cache_dir, device=args.device,
-        amp=not args.no_amp, num_workers=args.workers, resume=args.resume, init=getattr(args, "init", None), synthetic_only=not args.real_data,
+        amp=not args.no_amp, num_workers=args.workers, resume=args.resume, init=args.init, synthetic_only=not args.real_data,
         model_name=args.name or preset.name, command=command, progress_bar=not args.no_progress,
     )
 

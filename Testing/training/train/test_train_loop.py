@@ -139,10 +139,11 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_network(cohort: Path,
     # (BatchNorm's running statistics move whatever the rate, so only the parameters are compared).
     tuned = load_checkpoint(train(config(cohort, tmp_path / "tuned", epochs=1, lr=1e-12, init=start)))
     fresh = load_checkpoint(train(config(cohort, tmp_path / "fresh", epochs=1, lr=1e-12)))
-    a, b, c = (dict(m.net.named_parameters()) for m in (load_checkpoint(start), tuned, fresh))
+    started = load_checkpoint(start)
+    a, b, c = (dict(m.net.named_parameters()) for m in (started, tuned, fresh))
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     assert not all(torch.allclose(a[k].float(), c[k].float(), atol=1e-6) for k in a)
-    assert tuned.info.training["init_sha256"] == load_checkpoint(start).sha256 and fresh.info.training["init_sha256"] is None
+    assert tuned.info.training["init_sha256"] == started.sha256 and fresh.info.training["init_sha256"] is None
     with pytest.raises(InputError, match=r"start/best.pt: its network differs from this run's: base_width 4 \(run: 8\)"):
         train(config(cohort, tmp_path / "wider", net=replace(NET, base_width=8), init=start))
     assert not (tmp_path / "wider").exists()  # refused before anything is written
