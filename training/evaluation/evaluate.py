@@ -72,7 +72,7 @@ def evaluate_model(
     model: LoadedModel, selection: CaseSelection, out: Path, settings: EvalSettings, *, name: str | None = None, data: Path | None = None
 ) -> dict[str, Any]:
     """Score every selected patient and write metrics.json, table3.md/csv, heads.md, per_patient.csv,
-    calibration.png and patients/; returns the summary written to metrics.json."""
+    missed_lesions.csv, calibration.png and patients/; returns the summary written to metrics.json."""
     out = Path(out)
     heads = head_tasks(model.tasks)
     for case in selection.cases:  # every head's label cells checked before any patient is predicted
@@ -85,9 +85,10 @@ def evaluate_model(
     name = name or model.info.name
     summary = finite_or_none(_summary(model, selection, results, settings, name, data))
     notes = [NOT_CLINICAL] if settings.synthetic else []
-    with atomic_outputs([out / "metrics.json", out / "per_patient.csv"]) as (metrics_path, per_patient_path):
+    with atomic_outputs([out / "metrics.json", out / "per_patient.csv", out / "missed_lesions.csv"]) as (metrics_path, per_patient_path, missed_path):
         metrics_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         _write_per_patient(per_patient_path, results)
+        _write_missed(missed_path, results)
     write_table(out / "table3", [(name, summary)], f"Evaluation of {name} ({selection.description})", notes)
     write_heads_table(out / "heads.md", name, summary["heads"], notes, summary["gtv"])
     _calibration(out / "calibration.png", results, egfr_head(heads), name)
@@ -138,6 +139,17 @@ def _write_per_patient(path: Path, results: Sequence[PatientResult]) -> None:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()} for row in rows)
+
+
+def _write_missed(path: Path, results: Sequence[PatientResult]) -> None:
+    """One row per truth lesion (>= 5 mm) the GTV does not touch: its size and which step lost it."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case", "volume_ml", "diameter_mm", "cause", "network_peak"])
+        for r in results:
+            for m in r.missed:
+                peak = "" if math.isnan(m.network_peak) else f"{m.network_peak:.3f}"
+                writer.writerow([r.case, f"{m.volume_ml:.3f}", f"{m.diameter_mm:.1f}", m.cause, peak])
 
 
 def _calibration(path: Path, results: Sequence[PatientResult], task: TaskSpec | None, name: str) -> None:

@@ -27,7 +27,7 @@ from MTSASegmenterLib.io.overlay import write_overlay
 from MTSASegmenterLib.metrics import dice, hd95, pixel_precision_recall
 from MTSASegmenterLib.model.checkpoint import LoadedModel
 from MTSASegmenterLib.postprocess.heads import INDETERMINATE, slice_values
-from MTSASegmenterLib.postprocess.lesions import lesion_detection
+from MTSASegmenterLib.postprocess.lesions import label_components, lesion_detection, max_diameters_mm
 
 from ..data.cohort import Case, egfr_head
 from ..data.slices import read_mask
@@ -87,6 +87,36 @@ def segmentation_scores(
     )
 
 
+@dataclass(frozen=True)
+class MissedLesion:
+    """A truth lesion (>= MIN_LESION_MM) the GTV does not touch, and which step lost it: ``postprocessing``
+    (the network marked it, the component filter or peak rule removed it) or ``network`` (never marked)."""
+
+    volume_ml: float
+    diameter_mm: float
+    cause: str
+    network_peak: float  # the network's highest probability inside it (the filter zeroes what it removes: NaN then)
+
+
+def missed_lesions(pred: np.ndarray, truth: np.ndarray, removed: np.ndarray, probability: np.ndarray,
+                   spacing: Sequence[float]) -> list[MissedLesion]:
+    """The truth lesions ``lesion_detection`` counts as missed, on the input grid ([z, y, x] arrays,
+    ``spacing`` in array order); ``removed`` and ``probability`` are postprocessing's removals and the
+    network's GTV probability resampled there. Why: a miss is fixed in the network or in the filter."""
+    labels, n = label_components(np.asarray(truth, bool))
+    diameters = max_diameters_mm(labels, n, spacing)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    missed = []
+    for k in np.flatnonzero(diameters >= MIN_LESION_MM) + 1:
+        inside = labels == k
+        if pred[inside].any():
+            continue
+        cut = bool(removed[inside].any())
+        missed.append(MissedLesion(float(inside.sum() * voxel_ml), float(diameters[k - 1]), "postprocessing" if cut else "network",
+                                   math.nan if cut else float(probability[inside].max())))
+    return missed
+
+
 def head_answer(prediction: Prediction, model: LoadedModel, task: TaskSpec) -> dict[str, Any]:
     """The head's patient-level answer: the report's; a classification-only model has no GTV to rank
     slices by, so there it is the mean over every tissue slice the network saw (``summary.RULES``)."""
@@ -132,6 +162,7 @@ class PatientResult:
     labels: dict[str, str] = field(default_factory=dict)  # the patient's cases.csv cells
     truth_features: dict[str, float] | None = None  # lesion features inside the truth mask (image oracle)
     tasks: tuple[TaskSpec, ...] = ()  # the model's heads, in order
+    missed: tuple[MissedLesion, ...] = ()  # truth lesions the GTV does not touch, and why
 
     def label(self, task: TaskSpec) -> str:
         return self.labels.get(task.label_column, "").strip()
@@ -160,12 +191,15 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
     truth = read_mask(case, image)
     prediction = predict_volume(image, model, device=device, case=case.case_id, source=str(case.image))
     truth_grid = prediction.grid.mask_to_grid(truth) > 0
-    seg = None
+    seg, missed = None, []
     if model.task("segmentation") is not None:
-        seg = segmentation_scores(
-            prediction.slices.gtv_probability >= 0.5, truth_grid, prediction.grid.spacing_zyx,
-            sitk.GetArrayViewFromImage(prediction.mask) != 0, sitk.GetArrayViewFromImage(truth) != 0, _spacing_zyx(image),
-        )
+        pred_volume, truth_volume = sitk.GetArrayViewFromImage(prediction.mask) != 0, sitk.GetArrayViewFromImage(truth) != 0
+        seg = segmentation_scores(prediction.slices.gtv_probability >= 0.5, truth_grid, prediction.grid.spacing_zyx,
+                                  pred_volume, truth_volume, _spacing_zyx(image))
+        if seg.detected < seg.truth_lesions_evaluated:
+            on_input = lambda values: sitk.GetArrayFromImage(prediction.grid.grid_to_image(values, image))  # noqa: E731
+            removed = on_input(prediction.removed) >= 0.5 if prediction.removed is not None else np.zeros_like(truth_volume)
+            missed = missed_lesions(pred_volume, truth_volume, removed, on_input(prediction.slices.gtv_probability), _spacing_zyx(image))
     heads = head_tasks(model.tasks)
     answers = {t.key: head_answer(prediction, model, t) for t in heads}
     features = None
@@ -179,4 +213,5 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
 
             write_slice_picture(pictures / f"{case.case_id}_slices.png", case.case_id, case.labels.get(task.label_column, ""),
                                 prediction, model, task, answers[task.key])
-    return PatientResult(case.case_id, seg, time.perf_counter() - start, answers, dict(case.labels), features, tuple(heads))
+    return PatientResult(case.case_id, seg, time.perf_counter() - start, answers, dict(case.labels), features, tuple(heads),
+                         tuple(missed))

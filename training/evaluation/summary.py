@@ -88,6 +88,8 @@ def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: 
     out["lesion_sensitivity"] = pooled_ratio_ci(column("detected"), column("truth_lesions_evaluated"), n_boot, seed)
     out["lesion_sensitivity_per_patient_mean"] = mean_ci(column("lesion_sensitivity"), n_boot, seed)
     out["false_positive_lesions_per_patient"] = mean_ci(column("false_positive_lesions"), n_boot, seed)
+    causes = [m.cause for r in results for m in r.missed]
+    out["missed_lesions"] = {cause: causes.count(cause) for cause in ("network", "postprocessing")}
     out["patients"] = len(scores)
     return out
 

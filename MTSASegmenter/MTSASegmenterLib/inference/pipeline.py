@@ -36,6 +36,7 @@ class Prediction:
     slices: SliceOutputs
     volume: np.ndarray  # the normalised input on the model grid [z, y, x]
     segment: terminology.SegmentTerminology = terminology.GTV  # name and DICOM terminology of the mask
+    removed: np.ndarray | None = None  # model-grid voxels the network marked and postprocessing removed (why: the report)
 
 
 def predict_volume(
@@ -70,6 +71,7 @@ def predict_volume(
     )
     inference_s = time.perf_counter() - t_net
     segmentation = model.task("segmentation")
+    marked = outputs.gtv_probability >= 0.5
     postprocessing = filter_components(outputs, volume, grid, segmentation)
     report_progress(0.92, "mapping the GTV back to the input grid")
     mask = sitk.Cast(grid.grid_to_image(outputs.gtv_probability, image) >= 0.5, sitk.sitkUInt8)
@@ -86,7 +88,8 @@ def predict_volume(
         timing=Timing(time.perf_counter() - started, inference_s),
     )
     report_progress(1.0, "done")
-    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume, segment=segment)
+    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume, segment=segment,
+                      removed=marked & (outputs.gtv_probability < 0.5))
 
 
 def filter_components(outputs: SliceOutputs, volume: np.ndarray, grid: ModelGrid, task: TaskSpec | None) -> Postprocessing | None:

@@ -15,7 +15,7 @@ from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from training.data.cohort import read_cohort
 from training.evaluation.cli import main
 from training.evaluation.evaluate import CaseSelection, EvalSettings, evaluate_model, select_cases
-from training.evaluation.scores import segmentation_scores
+from training.evaluation.scores import missed_lesions, segmentation_scores
 from training.evaluation.tables import CSV_COLUMNS, TABLE_COLUMNS
 
 FAST = EvalSettings(device="cpu", n_boot=50, synthetic=False, progress_bar=False)
@@ -35,6 +35,23 @@ def test_segmentation_scores_of_a_perfect_prediction() -> None:
     assert s.dice == 1.0 and s.volume_dice < 1.0 and s.false_positive_lesions == 1
 
 
+def test_missed_lesions_name_the_step_that_lost_them() -> None:
+    """Three lesions >= 5 mm and a 3 mm one: one found, one removed by postprocessing, one the network
+    never marked (its peak reported); the small one is not counted, as in lesion sensitivity."""
+    truth, pred, removed = np.zeros((3, 12, 40, 40), bool)
+    probability = np.zeros(truth.shape, np.float32)
+    truth[2:8, 2:8, 2:8] = truth[2:8, 2:8, 20:26] = truth[2:8, 30:36, 2:8] = True
+    truth[9, 30:33, 30:33] = True
+    pred[4, 4, 4] = True  # touches the first
+    removed[3:5, 3:5, 21:23] = True  # the second was marked, then filtered out
+    probability[2:8, 30:36, 2:8] = 0.2
+    probability[5, 32, 4] = 0.31
+    missed = missed_lesions(pred, truth, removed, probability, (1.0, 1.0, 1.0))
+    diameter = pytest.approx(np.sqrt(75))  # corner to corner of a 6-voxel cube, voxel centres
+    assert [(m.cause, m.volume_ml, m.diameter_mm) for m in missed] == [("postprocessing", 0.216, diameter), ("network", 0.216, diameter)]
+    assert np.isnan(missed[0].network_peak) and missed[1].network_peak == pytest.approx(0.31)
+
+
 def test_prediction_equal_to_truth_scores_perfectly_end_to_end(tmp_path: Path) -> None:
     cohort = write_exact_cohort(tmp_path / "exact")
     selection = CaseSelection(tuple(read_cohort(cohort)), "all", False, False)
@@ -43,7 +60,8 @@ def test_prediction_equal_to_truth_scores_perfectly_end_to_end(tmp_path: Path) -
     for key in ("dice", "precision", "recall", "volume_dice", "lesion_sensitivity"):
         assert gtv[key]["value"] == 1.0, key
     assert gtv["hd95_mm"]["value"] == 0.0 and gtv["false_positive_lesions_per_patient"]["value"] == 0.0
-    assert gtv["lesion_sensitivity"]["denominator"] == 4
+    assert gtv["lesion_sensitivity"]["denominator"] == 4 and gtv["missed_lesions"] == {"network": 0, "postprocessing": 0}
+    assert (tmp_path / "eval" / "missed_lesions.csv").read_text().splitlines() == ["case,volume_ml,diameter_mm,cause,network_peak"]
     assert summary["egfr"]["patients"] == 2 and summary["egfr"]["indeterminate"] == 0
     assert summary["best_possible_accuracy"] is None and "statement" not in summary
 
