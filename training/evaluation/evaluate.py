@@ -85,7 +85,8 @@ def evaluate_model(
     name = name or model.info.name
     summary = finite_or_none(_summary(model, selection, results, settings, name, data))
     notes = [NOT_CLINICAL] if settings.synthetic else []
-    with atomic_outputs([out / "metrics.json", out / "per_patient.csv", out / "missed_lesions.csv"]) as (metrics_path, per_patient_path, missed_path):
+    written = [out / "metrics.json", out / "per_patient.csv", out / "missed_lesions.csv"]
+    with atomic_outputs(written) as (metrics_path, per_patient_path, missed_path):
         metrics_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         _write_per_patient(per_patient_path, results)
         _write_missed(missed_path, results)

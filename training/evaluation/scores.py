@@ -197,9 +197,10 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
         seg = segmentation_scores(prediction.slices.gtv_probability >= 0.5, truth_grid, prediction.grid.spacing_zyx,
                                   pred_volume, truth_volume, _spacing_zyx(image))
         if seg.detected < seg.truth_lesions_evaluated:
-            on_input = lambda values: sitk.GetArrayFromImage(prediction.grid.grid_to_image(values, image))  # noqa: E731
-            removed = on_input(prediction.removed) >= 0.5 if prediction.removed is not None else np.zeros_like(truth_volume)
-            missed = missed_lesions(pred_volume, truth_volume, removed, on_input(prediction.slices.gtv_probability), _spacing_zyx(image))
+            to_input = prediction.grid.grid_to_image
+            removed = sitk.GetArrayFromImage(to_input(prediction.removed, image)) >= 0.5
+            probability = sitk.GetArrayFromImage(to_input(prediction.slices.gtv_probability, image))
+            missed = missed_lesions(pred_volume, truth_volume, removed, probability, _spacing_zyx(image))
     heads = head_tasks(model.tasks)
     answers = {t.key: head_answer(prediction, model, t) for t in heads}
     features = None

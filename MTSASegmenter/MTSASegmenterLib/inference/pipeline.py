@@ -35,8 +35,8 @@ class Prediction:
     grid: ModelGrid
     slices: SliceOutputs
     volume: np.ndarray  # the normalised input on the model grid [z, y, x]
+    removed: np.ndarray  # model-grid voxels the network marked and postprocessing removed (why: the report)
     segment: terminology.SegmentTerminology = terminology.GTV  # name and DICOM terminology of the mask
-    removed: np.ndarray | None = None  # model-grid voxels the network marked and postprocessing removed (why: the report)
 
 
 def predict_volume(
@@ -88,8 +88,8 @@ def predict_volume(
         timing=Timing(time.perf_counter() - started, inference_s),
     )
     report_progress(1.0, "done")
-    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume, segment=segment,
-                      removed=marked & (outputs.gtv_probability < 0.5))
+    return Prediction(mask=mask, report=report, grid=grid, slices=outputs, volume=volume,
+                      removed=marked & (outputs.gtv_probability < 0.5), segment=segment)
 
 
 def filter_components(outputs: SliceOutputs, volume: np.ndarray, grid: ModelGrid, task: TaskSpec | None) -> Postprocessing | None:
