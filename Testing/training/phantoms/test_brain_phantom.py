@@ -108,3 +108,23 @@ def test_training_randomisation_knobs(case):
     assert all(les["core_level"] >= 0.3 for les in on.lesions if les is not cyst)  # solid metastases' cores as before
     voxel_ml = np.prod(on.mask.GetSpacing()) / 1000
     assert sitk.GetArrayFromImage(on.mask).sum() * voxel_ml > 0.3 * np.pi / 6 * (cyst["diameter_mm"] / 10) ** 3
+
+
+def test_parasagittal_lesions_sit_beside_the_midline():
+    """With the share at 1 every lesion's centre is within its (slack) radius + 4 mm of the midsagittal
+    plane; at 0 nothing is drawn for it, so existing cohorts keep their lesions, which mostly sit further out."""
+    from training.phantoms.brain.lesions import SIZE_SLACK, place_lesions
+
+    anat = load_anatomy()
+    biology = draw_biology(np.random.default_rng(0), "mutant") * 2
+    limits = np.array([b.diameter_mm / 2 * SIZE_SLACK + 4.0 for b in biology])
+
+    def midline_mm(centres):
+        return np.abs(anat.index_to_lps(np.array([c for c, _ in centres]))[:, 0])
+
+    assert np.all(midline_mm(place_lesions(anat, np.random.default_rng(1), biology, parasagittal=1.0)) <= limits)
+    off_rng, tiny_rng = np.random.default_rng(1), np.random.default_rng(1)
+    off = place_lesions(anat, off_rng, biology)
+    place_lesions(anat, tiny_rng, biology, parasagittal=1e-12)  # draws for every lesion, never places one medially
+    assert off_rng.bit_generator.state != tiny_rng.bit_generator.state  # so at 0 the stream is the one before the knob
+    assert np.any(midline_mm(off) > limits)

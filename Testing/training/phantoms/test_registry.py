@@ -117,6 +117,10 @@ def test_synth_refuses_brain_knobs_for_another_preset(tmp_path: Path, capsys) ->
         mtsa_main(["synth", "--preset", "hcc-tace", "--out", str(tmp_path / "c"), "--cases", "1", "--thick-slices", "0.5"])
     assert exc.value.code == 2 and "--thick-slices" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    with pytest.raises(SystemExit) as exc:  # a share outside 0-1 is refused, naming its flag
+        mtsa_main(["synth", "--out", str(tmp_path / "c"), "--cases", "1", "--parasagittal", "1.5"])
+    assert exc.value.code == 2 and "--parasagittal must be a share between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("preset, terminology_key, heads", [("hcc-tace", "liver-tumour", ["response"]),

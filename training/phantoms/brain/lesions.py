@@ -20,16 +20,28 @@ MAX_PERTURBATION = 0.18  # relative amplitude of the low-frequency surface pertu
 SIZE_SLACK = 1.25  # MNI radius bound: 1 / min scale, elastic stretch, perturbation
 
 
-def place_lesions(anat: Anatomy, rng: np.random.Generator, biology: list[LesionBiology]) -> list[tuple[np.ndarray, str]]:
-    """Centres (crop index) inside the brain, not overlapping; largest first so they fit."""
+def _beside_the_midline(anat: Anatomy, flat: np.ndarray, radius: float) -> np.ndarray:
+    """The voxels of ``flat`` whose centre is within ``radius`` + 4 mm of the midsagittal plane: a lesion there
+    abuts the falx and the sagittal sinus, which enhance as it does."""
+    x_ras = -anat.index_to_lps(np.array(np.unravel_index(flat, anat.shape)).T)[:, 0]
+    return flat[np.abs(x_ras) <= radius + 4.0]
+
+
+def place_lesions(anat: Anatomy, rng: np.random.Generator, biology: list[LesionBiology],
+                  parasagittal: float = 0.0) -> list[tuple[np.ndarray, str]]:
+    """Centres (crop index) inside the brain, not overlapping; largest first so they fit. A share
+    ``parasagittal`` of lesions goes beside the midline (drawn only when > 0: other cohorts keep their draws)."""
     placed: list[tuple[np.ndarray, float]] = []
     out: dict[int, tuple[np.ndarray, str]] = {}
     names = list(REGION_PROBABILITIES)
     for i in sorted(range(len(biology)), key=lambda k: -biology[k].diameter_mm):
         radius = biology[i].diameter_mm / 2.0 * SIZE_SLACK
         region = names[int(rng.choice(len(names), p=list(REGION_PROBABILITIES.values())))]
+        medial = parasagittal > 0 and rng.random() < parasagittal
         for candidates in (anat.regions[region], anat.regions["parenchyma"], np.flatnonzero(anat.brain)):
             feasible = candidates[anat.depth.flat[candidates] >= radius + 1.0]
+            if medial:
+                feasible = _beside_the_midline(anat, feasible, radius)
             centre = None
             for flat in rng.choice(feasible, size=min(200, len(feasible)), replace=False) if len(feasible) else []:
                 c = np.array(np.unravel_index(flat, anat.shape), float)
