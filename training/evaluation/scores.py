@@ -117,6 +117,14 @@ def missed_lesions(pred: np.ndarray, truth: np.ndarray, removed: np.ndarray, pro
     return missed
 
 
+def missed_by_prediction(prediction: Prediction, image: sitk.Image, pred: np.ndarray, truth: np.ndarray) -> list[MissedLesion]:
+    """``missed_lesions`` of one ``predict_volume`` result: its removals and probability mapped to ``image``'s grid."""
+    to_input = prediction.grid.grid_to_image
+    removed = sitk.GetArrayFromImage(to_input(prediction.removed, image)) >= 0.5
+    probability = sitk.GetArrayFromImage(to_input(prediction.slices.gtv_probability, image))
+    return missed_lesions(pred, truth, removed, probability, _spacing_zyx(image))
+
+
 def head_answer(prediction: Prediction, model: LoadedModel, task: TaskSpec) -> dict[str, Any]:
     """The head's patient-level answer: the report's; a classification-only model has no GTV to rank
     slices by, so there it is the mean over every tissue slice the network saw (``summary.RULES``)."""
@@ -197,10 +205,7 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
         seg = segmentation_scores(prediction.slices.gtv_probability >= 0.5, truth_grid, prediction.grid.spacing_zyx,
                                   pred_volume, truth_volume, _spacing_zyx(image))
         if seg.detected < seg.truth_lesions_evaluated:
-            to_input = prediction.grid.grid_to_image
-            removed = sitk.GetArrayFromImage(to_input(prediction.removed, image)) >= 0.5
-            probability = sitk.GetArrayFromImage(to_input(prediction.slices.gtv_probability, image))
-            missed = missed_lesions(pred_volume, truth_volume, removed, probability, _spacing_zyx(image))
+            missed = missed_by_prediction(prediction, image, pred_volume, truth_volume)
     heads = head_tasks(model.tasks)
     answers = {t.key: head_answer(prediction, model, t) for t in heads}
     features = None
