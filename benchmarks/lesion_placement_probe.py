@@ -28,7 +28,7 @@ from MTSASegmenterLib.metrics import dice  # noqa: E402
 from MTSASegmenterLib.model.checkpoint import load_checkpoint  # noqa: E402
 from MTSASegmenterLib.postprocess.lesions import lesion_detection  # noqa: E402
 from MTSASegmenterLib.resources import demo_model_path  # noqa: E402
-from training.evaluation.scores import missed_by_prediction  # noqa: E402
+from training.evaluation.scores import NETWORK, POSTPROCESSING, missed_by_prediction  # noqa: E402
 from training.phantoms.brain.generate import PhantomConfig, generate_case  # noqa: E402
 
 ARMS = {"placed as usual": 0.0, "beside the midline": 1.0}  # name -> PhantomConfig.parasagittal_probability
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             detection = lesion_detection(pred, truth, spacing)
             found, evaluated = found + detection["n_detected"], evaluated + detection["n_truth_lesions_evaluated"]
             causes += [m.cause for m in missed_by_prediction(prediction, case.image, pred, truth)]
-        print(f"| {name} | {np.mean(scores):.3f} | {found}/{evaluated} | {causes.count('network')} / {causes.count('postprocessing')} |",
+        print(f"| {name} | {np.mean(scores):.3f} | {found}/{evaluated} | {causes.count(NETWORK)} / {causes.count(POSTPROCESSING)} |",
               flush=True)
     return 0
 

@@ -34,6 +34,7 @@ from ..data.slices import read_mask
 from ..train.fit_head import lesion_feature_row
 
 MIN_LESION_MM = 5.0
+NETWORK, POSTPROCESSING = "network", "postprocessing"  # which step lost a missed lesion
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def missed_lesions(pred: np.ndarray, truth: np.ndarray, removed: np.ndarray, pro
         if pred[inside].any():
             continue
         cut = bool(removed[inside].any())
-        missed.append(MissedLesion(float(inside.sum() * voxel_ml), float(diameters[k - 1]), "postprocessing" if cut else "network",
+        missed.append(MissedLesion(float(inside.sum() * voxel_ml), float(diameters[k - 1]), POSTPROCESSING if cut else NETWORK,
                                    math.nan if cut else float(probability[inside].max())))
     return missed
 

@@ -19,7 +19,7 @@ from MTSASegmenterLib.config import TaskSpec
 from MTSASegmenterLib.metrics import classification_metrics
 from MTSASegmenterLib.postprocess.heads import INDETERMINATE
 
-from .scores import PatientResult
+from .scores import NETWORK, POSTPROCESSING, PatientResult
 
 NOT_CLINICAL = (
     "Synthetic results are not clinical validation: the cohort is the project's phantom "
@@ -89,7 +89,7 @@ def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: 
     out["lesion_sensitivity_per_patient_mean"] = mean_ci(column("lesion_sensitivity"), n_boot, seed)
     out["false_positive_lesions_per_patient"] = mean_ci(column("false_positive_lesions"), n_boot, seed)
     causes = [m.cause for r in results for m in r.missed]
-    out["missed_lesions"] = {cause: causes.count(cause) for cause in ("network", "postprocessing")}
+    out["missed_lesions"] = {cause: causes.count(cause) for cause in (NETWORK, POSTPROCESSING)}
     out["patients"] = len(scores)
     return out
 
