@@ -128,3 +128,24 @@ def test_parasagittal_lesions_sit_beside_the_midline():
     place_lesions(anat, tiny_rng, biology, parasagittal=1e-12)  # draws for every lesion, never places one medially
     assert off_rng.bit_generator.state != tiny_rng.bit_generator.state  # so at 0 the stream is the one before the knob
     assert np.any(midline_mm(off) > limits)
+
+
+def test_clear_falx_keeps_every_lesion_off_the_falx():
+    """By default about one lesion in fourteen is centred closer to the falx than its radius, so it crosses the
+    midline, as no metastasis does; with ``clear_falx`` none comes within its radius + 1 mm, in the cohort too."""
+    from training.phantoms.brain.lesions import SIZE_SLACK, place_lesions
+
+    anat = load_anatomy()
+    rng = np.random.default_rng(3)
+    patients = [draw_biology(rng, "mutant") for _ in range(30)]
+
+    def clearance(clear: bool) -> np.ndarray:  # mm from the falx beyond each lesion's (slack) radius
+        return np.concatenate([[anat.falx_mm[tuple(c.astype(int))] - b.diameter_mm / 2 * SIZE_SLACK
+                                for (c, _), b in zip(place_lesions(anat, np.random.default_rng(4), bio, clear_falx=clear), bio)]
+                               for bio in patients])
+
+    assert np.any(clearance(False) < 0.0)
+    assert np.all(clearance(True) >= 1.0)
+    crossing, clear = (generate_case(0, "internal", config=PhantomConfig(max_matrix=64, vessels=(20, 30), clear_falx=c)).lesions[0]
+                       for c in (False, True))  # a patient whose one lesion crosses the midline by default
+    assert abs(crossing["centre_lps"][0]) < crossing["diameter_mm"] / 2 < abs(clear["centre_lps"][0])

@@ -112,7 +112,7 @@ def test_cohort_made_by_several_processes_is_the_one_made_by_one(tmp_path: Path)
         write_cohort(tmp_path / "none", 1, workers=0)
 
 
-def test_synth_refuses_brain_knobs_for_another_preset(tmp_path: Path, capsys) -> None:
+def test_synth_brain_knobs_reach_the_phantom_and_are_refused_for_another_preset(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         mtsa_main(["synth", "--preset", "hcc-tace", "--out", str(tmp_path / "c"), "--cases", "1", "--thick-slices", "0.5"])
     assert exc.value.code == 2 and "--thick-slices" in capsys.readouterr().err
@@ -121,6 +121,14 @@ def test_synth_refuses_brain_knobs_for_another_preset(tmp_path: Path, capsys) ->
         mtsa_main(["synth", "--out", str(tmp_path / "c"), "--cases", "1", "--parasagittal", "1.5"])
     assert exc.value.code == 2 and "--parasagittal must be a share between 0 and 1" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    with pytest.raises(SystemExit) as exc:  # so is a brain switch
+        mtsa_main(["synth", "--preset", "breast-dce", "--out", str(tmp_path / "c"), "--cases", "1", "--clear-falx"])
+    assert exc.value.code == 2 and "--clear-falx: knob(s) of the brain phantom" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+    assert mtsa_main(["synth", "--out", str(tmp_path / "c"), "--cases", "1", "--max-matrix", "64", "--parasagittal", "0.5",
+                      "--clear-falx"]) == 0  # the brain's knobs reach the phantom, and its record
+    config = json.loads((tmp_path / "c" / "phantom.json").read_text())["config"]
+    assert config["parasagittal_probability"] == 0.5 and config["clear_falx"] is True
 
 
 @pytest.mark.parametrize("preset, terminology_key, heads", [("hcc-tace", "liver-tumour", ["response"]),

@@ -30,6 +30,7 @@ class Anatomy:
     vessel_seeds: np.ndarray  # flat indices of sulcal / surface CSF where vessels start
     choroid: np.ndarray  # flat indices of choroid plexus (ventricular atria)
     falx: np.ndarray  # flat indices of the interhemispheric dural fold
+    falx_mm: np.ndarray  # mm from the nearest voxel of the falx, for lesions that must not cross it
     tentorium: np.ndarray  # flat indices of the dural fold over the cerebellum
     pituitary: np.ndarray  # flat indices of the pituitary gland (enhances in every T1-CE scan)
     cavernous: np.ndarray  # flat indices of the cavernous sinuses beside it
@@ -164,7 +165,8 @@ def load_anatomy(margin_mm: int = 18) -> Anatomy:
     anat = Anatomy(
         origin_lps=origin_lps, gm=gm, wm=wm, csf=csf, brain=brain, depth=depth, outside=outside,
         regions={k: flat[k] for k in ("junction", "cerebellum", "parenchyma")},
-        vessel_seeds=flat["vessel_seeds"], choroid=flat["choroid"], falx=flat["falx"], tentorium=flat["tentorium"],
+        vessel_seeds=flat["vessel_seeds"], choroid=flat["choroid"], falx=flat["falx"],
+        falx_mm=ndimage.distance_transform_edt(~found["falx"]).astype(np.float32), tentorium=flat["tentorium"],
         pituitary=flat["pituitary"], cavernous=flat["cavernous"], sinuses=[], head_points=np.empty((0, 3)),
     )
     pts = np.argwhere((outside > margin_mm - 5) & (outside < margin_mm - 4))
