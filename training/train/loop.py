@@ -101,14 +101,15 @@ class Trainer:
     def on_train_start(self) -> None:
         cfg = self.cfg
         cases = read_cohort(cfg.data, cfg.gtv_labels, cfg.labels)  # bad input refused before anything is written
-        self.init = initial_model(cfg) if cfg.init else None
+        init = initial_model(cfg) if cfg.init else None  # refused before anything is written; kept only until loaded
+        self.init_sha256 = init.sha256 if init else None
         if self.d.main:
             self.out.mkdir(parents=True, exist_ok=True)
         if self.last_path.exists() and not cfg.resume:
             raise MTSAError(f"{self.out}: holds a previous run (last.pt); pass --resume to continue it or choose another --out")
         seed_everything(cfg.seed)
         self._prepare_data(cases)
-        self._build_model()
+        self._build_model(init)
         if cfg.resume and self.last_path.exists():
             self.state = load_last(self.last_path, cfg, self._resumable())
         self.provenance = self._provenance()
@@ -147,7 +148,7 @@ class Trainer:
         self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler, **loader_args)
         self.val_loader = DataLoader(val_set, sampler=DistributedSampler(val_set, d.world_size, d.rank, shuffle=False), **loader_args)
 
-    def _build_model(self) -> None:
+    def _build_model(self, init: LoadedModel | None) -> None:
         cfg, d = self.cfg, self.d
         self.net = MTSANet(cfg.net).to(memory_format=torch.channels_last)  # ~1.8x faster convolutions on CPU
         self.loss = MultiTaskLoss(cfg.loss, self.tasks)
@@ -156,8 +157,8 @@ class Trainer:
             self.objective = DistributedDataParallel(self.objective, device_ids=[d.device.index] if d.device.type == "cuda" else None)
         self.optimizer = torch.optim.Adam([p for p in self.objective.parameters() if p.requires_grad], lr=cfg.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        if self.init is not None:
-            self.net.load_state_dict(self.init.net.state_dict())
+        if init is not None:
+            self.net.load_state_dict(init.net.state_dict())
 
     def _resumable(self) -> dict[str, Any]:
         """What ``last.pt`` holds besides the counters and the random generators."""
@@ -171,7 +172,7 @@ class Trainer:
             "split": self.split.summary(),
             "slices": {"train": len(self.train_set), "val": len(self.val_loader.dataset)},
             "seed": cfg.seed,
-            "init_sha256": self.init.sha256 if self.init else None,
+            "init_sha256": self.init_sha256,
             "command": cfg.command,
             "config": cfg.to_dict(),
             "world_size": self.d.world_size,
