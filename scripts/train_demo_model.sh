@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the bundled demo model (MTSASegmenter/Resources/Models/mtsa_demo.pt) from nothing, on a
+# Retrain the bundled demo model (MTSASegmenter/Resources/Models/mtsa_demo.pt) from nothing, on a
 # 2-core CPU in about 2.5 hours (a GPU is much faster): a synthetic training cohort with randomised
 # appearance (docs/PHANTOM.md; about 9 min), training within a time budget (about 2 h), a short second
 # cycle on new patients (about 20 min), the component filter and patient-level EGFR model (mtsa fit-head),
@@ -11,7 +11,9 @@
 # The weights depend on the trainer's code too: the card names the commit the bundled model was
 # trained at (its info.code_version). Synthetic data only: the model is not for clinical use.
 #
-# The bundled model was trained by this script as it stands, on a 2-core CPU (about 2.5 h). A GPU owner
+# The bundled model was trained with this recipe on a 2-core CPU, its first cycle in two sittings (model card).
+# Run from nothing at commit baa56cf on another 2-core CPU it took 2 h 15 min and made a model of its own (other
+# weights; external Dice 0.821 against the bundled 0.834, BraTS 0.645 against 0.717: model card). A GPU owner
 # runs the same recipe faster with DEVICE=cuda LOADER_WORKERS=15 SYNTH_WORKERS=16 (an H200 with 16 cores:
 # synthesis 2 min, 32 epochs about 7 min); GPU arithmetic and mixed precision make a model of its own, whose
 # figures differ from the card's within the seed spread.
@@ -23,7 +25,7 @@ WORK=${WORK:-work/demo-model}
 # A safety net: the run is 32 epochs (about 120 min here), the last 10 with a decaying learning rate, and
 # the model is the last epoch's (final.pt); a run cut short by the budget ends before its decay does.
 MINUTES=${MINUTES:-140}
-# One torch thread: the same weights on any machine (thread counts change floating-point sums), and
+# One torch thread: the same weights whatever the core count (thread counts change floating-point sums), and
 # no 18-fold stall when the second core is busy (README, "Speed and memory").
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 DEVICE=${DEVICE:-auto}  # auto: a GPU when there is one
