@@ -7,8 +7,8 @@ LPS = diag(-1, -1, 1) RAS), so the crop is a SimpleITK image with direction diag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,7 +30,6 @@ class Anatomy:
     vessel_seeds: np.ndarray  # flat indices of sulcal / surface CSF where vessels start
     choroid: np.ndarray  # flat indices of choroid plexus (ventricular atria)
     falx: np.ndarray  # flat indices of the interhemispheric dural fold
-    falx_mm: np.ndarray  # mm from the nearest voxel of the falx, for lesions that must not cross it
     tentorium: np.ndarray  # flat indices of the dural fold over the cerebellum
     pituitary: np.ndarray  # flat indices of the pituitary gland (enhances in every T1-CE scan)
     cavernous: np.ndarray  # flat indices of the cavernous sinuses beside it
@@ -40,6 +39,14 @@ class Anatomy:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.brain.shape
+
+    @cached_property
+    def falx_mm(self) -> np.ndarray:
+        """mm from the nearest voxel of the falx, for lesions that must not cross it; made on first use, as only
+        cohorts drawn with ``clear_falx`` need it."""
+        falx = np.zeros(self.shape, bool)
+        falx.flat[self.falx] = True
+        return ndimage.distance_transform_edt(~falx).astype(np.float32)
 
     def index_to_lps(self, zyx: np.ndarray) -> np.ndarray:
         zyx = np.asarray(zyx, dtype=float)
@@ -165,10 +172,9 @@ def load_anatomy(margin_mm: int = 18) -> Anatomy:
     anat = Anatomy(
         origin_lps=origin_lps, gm=gm, wm=wm, csf=csf, brain=brain, depth=depth, outside=outside,
         regions={k: flat[k] for k in ("junction", "cerebellum", "parenchyma")},
-        vessel_seeds=flat["vessel_seeds"], choroid=flat["choroid"], falx=flat["falx"],
-        falx_mm=ndimage.distance_transform_edt(~found["falx"]).astype(np.float32), tentorium=flat["tentorium"],
+        vessel_seeds=flat["vessel_seeds"], choroid=flat["choroid"], falx=flat["falx"], tentorium=flat["tentorium"],
         pituitary=flat["pituitary"], cavernous=flat["cavernous"], sinuses=[], head_points=np.empty((0, 3)),
     )
     pts = np.argwhere((outside > margin_mm - 5) & (outside < margin_mm - 4))
     pts = pts[np.random.default_rng(0).choice(len(pts), size=min(4000, len(pts)), replace=False)]
-    return Anatomy(**{**anat.__dict__, "sinuses": _sinus_lines(anat), "head_points": anat.index_to_lps(pts)})
+    return replace(anat, sinuses=_sinus_lines(anat), head_points=anat.index_to_lps(pts))
