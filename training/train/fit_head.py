@@ -3,10 +3,10 @@
 The network is run on the training and validation patients of its own split exactly as a user
 would run it (``predict_volume``). Two things are chosen from those predictions:
 1. the GTV component filter: a logistic model over each predicted component's size, shape and
-   certainty (``component_filter.COMPONENT_FEATURES``; brightness differs between scanners, so it
-   is left out), fitted to tell components that touch a truth
-   lesion from those that touch none, and the lowest threshold on its cross-validated scores that
-   leaves at most ``--max-fp-per-patient`` false positives per fitting patient;
+   certainty (``component_filter.COMPONENT_FEATURES``, with ``--mirror-twin`` also whether it has a
+   left-right twin; brightness differs between scanners, so it is left out), fitted to tell
+   components that touch a truth lesion from those that touch none, and the lowest threshold on its
+   cross-validated scores that leaves at most ``--max-fp-per-patient`` false positives per fitting patient;
 2. for a model with an EGFR head, the patient-level EGFR model: each patient's filtered lesions
    are measured (``lesion_features``) and a penalised logistic model is fitted over those features
    (and, optionally, the paper's slice probability).
@@ -38,6 +38,7 @@ from MTSASegmenterLib.model.checkpoint import (
 from MTSASegmenterLib.postprocess.aggregation import top_area_half_mean
 from MTSASegmenterLib.postprocess.component_filter import (
     COMPONENT_FEATURES,
+    TWIN_FEATURES,
     component_features,
     drop_scored_components,
 )
@@ -113,8 +114,8 @@ class Components:
     touching: list[np.ndarray]
 
 
-def components_of(patient: Measured) -> Components:
-    labels, features = component_features(patient.probability, patient.volume, patient.spacing_zyx)
+def components_of(patient: Measured, names: tuple[str, ...] = COMPONENT_FEATURES) -> Components:
+    labels, features = component_features(patient.probability, patient.volume, patient.spacing_zyx, names=names)
     truth_labels, n_truth = label_components(patient.truth)
     true = np.zeros(len(features), dtype=bool)
     true[np.unique(labels[patient.truth & (labels > 0)]) - 1] = True
@@ -123,7 +124,7 @@ def components_of(patient: Measured) -> Components:
     return Components(labels, features, true, [t[t > 0] - 1 for t in touching])
 
 
-def cross_validated_scores(parts: list[Components], l2: float, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+def cross_validated_scores(parts: list[Components], l2: float, names: tuple[str, ...], folds: int = 5, seed: int = 0) -> list[np.ndarray]:
     """Each patient's component scores from a model fitted on the other folds' patients, so the
     threshold is chosen on scores the model did not fit."""
     order = np.random.default_rng(seed).permutation(len(parts))
@@ -134,13 +135,13 @@ def cross_validated_scores(parts: list[Components], l2: float, folds: int = 5, s
         y = np.concatenate([p.true for p in rest])
         if len(np.unique(y)) < 2:
             continue  # this fold's model cannot be fitted: its patients keep every component
-        model = fit_logistic(x, y, COMPONENT_FEATURES, l2)
+        model = fit_logistic(x, y, names, l2)
         for i in held:
             scores[i] = model.probabilities(parts[i].features)
     return scores
 
 
-def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float = 1.0
+def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float = 1.0, names: tuple[str, ...] = COMPONENT_FEATURES
                   ) -> tuple[dict[str, Any], float, list[dict[str, float]]]:
     """The component model and the lowest threshold on its (cross-validated) scores that leaves at
     most ``max_fp_per_patient`` false-positive components per fitting patient; and the trade-off
@@ -160,10 +161,10 @@ def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float 
 
     if len(np.unique(y)) < 2:
         return {}, 0.0, [row(0.0, [np.ones(len(p.features)) for p in parts])]
-    scores = cross_validated_scores(parts, l2)
+    scores = cross_validated_scores(parts, l2, names)
     table = [row(t, scores) for t in THRESHOLD_CANDIDATES]
     chosen = next((r for r in table if r["fp_per_patient"] <= max_fp_per_patient), table[-1])
-    model = fit_logistic(np.vstack([p.features for p in parts]), y, COMPONENT_FEATURES, l2)
+    model = fit_logistic(np.vstack([p.features for p in parts]), y, names, l2)
     return model.to_dict(), float(chosen["min_component_probability"]), table
 
 
@@ -202,7 +203,8 @@ def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, features: tuple[str, 
 
 
 def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "auto", l2: float = 1.0,
-             with_slice_probability: bool = False, progress_bar: bool = True, max_fp_per_patient: float = 0.5) -> dict[str, Any]:
+             with_slice_probability: bool = False, progress_bar: bool = True, max_fp_per_patient: float = 0.5,
+             filter_features: tuple[str, ...] = COMPONENT_FEATURES) -> dict[str, Any]:
     """Choose the GTV component filter, fit the patient model (if the model has an EGFR head), write
     the new checkpoint to ``out`` and the feature table beside it; returns the summary."""
     task, segmentation = egfr_head(model.tasks), model.task("segmentation")
@@ -213,12 +215,13 @@ def fit_head(model: LoadedModel, cases: list[Case], out: Path, device: str = "au
     base = replace(model, tasks=[replace(t, **unfiltered.get(t.kind, {})) for t in model.tasks])
     bar = tqdm(cases, desc="predicting", unit="patient", file=sys.stderr, disable=None if progress_bar else True)
     patients = [measure(case, base, device) for case in bar]
-    parts = [components_of(p) for p in patients]  # measured once: for the filter's fit and the patients' rows
-    component_model, min_probability, trade_off = choose_filter(parts, max_fp_per_patient, l2)
+    parts = [components_of(p, filter_features) for p in patients]  # measured once: for the filter's fit and the patients' rows
+    component_model, min_probability, trade_off = choose_filter(parts, max_fp_per_patient, l2, filter_features)
     rows = [patient_row(p, c, component_model, min_probability, label(p.case, task) if task else None)
             for p, c in zip(patients, parts)]
     summary: dict[str, Any] = {"component_model": bool(component_model), "min_component_probability": min_probability,
-                               "max_fp_per_patient": max_fp_per_patient, "filter_trade_off": trade_off, "filter_patients": len(patients)}
+                               "max_fp_per_patient": max_fp_per_patient, "filter_features": list(filter_features),
+                               "filter_trade_off": trade_off, "filter_patients": len(patients)}
     tasks = [replace(t, min_peak=0.0, min_volume_ml=0.0, component_model=component_model, min_component_probability=min_probability)
              if t is segmentation else t for t in model.tasks]
     if task is not None:
@@ -259,6 +262,9 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     p.add_argument("--l2", type=float, default=1.0, help="penalty on the standardised coefficients")
     p.add_argument("--max-fp-per-patient", type=float, default=0.5,
                    help="false-positive components per fitting patient the component filter may leave (its threshold)")
+    p.add_argument("--mirror-twin", action="store_true",
+                   help="also fit the component filter on whether a component has a left-right twin (paired choroid plexus, "
+                        "carotids: fewer false positives on full-head scans; model card, v18m2)")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
     p.add_argument("--device", default="auto", choices=DEVICES)
@@ -277,7 +283,7 @@ def _run(args: argparse.Namespace) -> int:
     check_writable([args.out, feature_table_path(args.out)], args.overwrite)
     model = load_checkpoint(args.model)
     summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
-                       max_fp_per_patient=args.max_fp_per_patient)
+                       max_fp_per_patient=args.max_fp_per_patient, filter_features=TWIN_FEATURES if args.mirror_twin else COMPONENT_FEATURES)
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
     print(f"GTV components kept when the component model rates them {summary['min_component_probability']:g} or more "
           f"(fitting patients, cross-validated: lesion sensitivity {chosen['lesion_sensitivity']:.3f}, "

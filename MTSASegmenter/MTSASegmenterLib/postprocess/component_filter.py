@@ -3,7 +3,8 @@
 Why: the network, looking at a few slices at a time, marks bright structures that enhance in
 every T1-CE scan (vessel cross-sections, choroid plexus, dural sinuses) and noise specks. Seen
 whole in 3D they differ from metastases in ways a slice model cannot see: vessels are long and
-thin, specks are tiny and unsure, and both are brighter or darker than enhancing tumour. A small
+thin, specks are tiny and unsure, and both are brighter or darker than enhancing tumour; normal
+enhancing anatomy comes in left-right pairs, a metastasis seldom does. A small
 logistic model over those measurements (fitted by ``mtsa fit-head`` on the network's own training
 patients, stored as plain data in the checkpoint) removes most of them.
 """
@@ -20,15 +21,20 @@ from .lesions import label_components
 from .patient_model import LogisticModel
 
 MEASURED_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "mean_intensity", "mean_intensity_squared",
-                     "max_intensity", "shell_contrast", "elongation", "flatness", "log_depth_mm", "height_ratio")
+                     "max_intensity", "shell_contrast", "elongation", "flatness", "log_depth_mm", "height_ratio", "mirror_partner")
 # What a filter is fitted on: size, certainty and shape, not brightness. Intensities relative to the
 # tissue median differ between scanners and contrasts (a real metastasis can be 1.2 or 3 x white
 # matter), so a filter that learned the phantom's brightness drops real lesions; filters fitted
 # before (the intensity features included) still work, each model naming its own features.
 COMPONENT_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "elongation", "flatness", "log_depth_mm",
                       "height_ratio")
+# With a left-right twin (``mtsa fit-head --mirror-twin``): on a full-head scan it drops the paired choroid plexus
+# and carotids the filter above keeps, and a few borderline synthetic lesions with them (model card, v18m2).
+TWIN_FEATURES = (*COMPONENT_FEATURES, "mirror_partner")
 TISSUE_LEVEL = 0.3  # normalised intensity above which a voxel counts as tissue (for the depth below its surface)
 SHELL_MM = 3.0  # the surroundings a component is compared with
+MIRROR_MM = 5.0  # how near its mirror image another component must come to count as its twin
+MIRROR_SIZE_RATIO = 3.0  # and how alike in volume (a small lesion mirrored beside a large one is no twin)
 
 
 def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx: tuple[float, float, float],
@@ -49,7 +55,8 @@ def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx:
     mean_intensity = np.asarray(ndimage.mean(volume, labels, index))
     depth = ndimage.distance_transform_edt(volume > TISSUE_LEVEL, sampling=spacing)
     outside, nearest = ndimage.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
-    shell = np.where((outside > 0) & (outside <= SHELL_MM) & (volume > TISSUE_LEVEL), labels[tuple(nearest)], 0)
+    nearest_label = labels[tuple(nearest)]
+    shell = np.where((outside > 0) & (outside <= SHELL_MM) & (volume > TISSUE_LEVEL), nearest_label, 0)
     with np.errstate(invalid="ignore"):  # a component with no tissue around it: nan, then 1.0
         shell_mean = np.nan_to_num(np.asarray(ndimage.mean(volume, shell, index)), nan=1.0)
     boxes = ndimage.find_objects(labels)
@@ -66,8 +73,25 @@ def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx:
         shape,
         np.log(np.maximum(np.asarray(ndimage.mean(depth, labels, index)), 0.5)),
         heights / np.array([equivalent_diameter_mm(v) for v in volume_ml]),
+        _mirror_partner(labels, n, volume > TISSUE_LEVEL, np.where(outside <= MIRROR_MM, nearest_label, 0)),
     ])
     return labels, features[:, [MEASURED_FEATURES.index(name) for name in names]]
+
+
+def _mirror_partner(labels: np.ndarray, n: int, tissue: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """Share of each component's voxels whose left-right mirror image lies within MIRROR_MM of another
+    component of a like volume (``near``: the label of the component within MIRROR_MM of each voxel, 0 for none).
+    Why: choroid plexus, carotids and cavernous sinuses enhance on both sides alike, a metastasis
+    seldom has a twin. Mirrored about the middle of the tissue's columns (model-grid x is left-right);
+    a component across the midline is its own mirror image and not its partner."""
+    centre = float(np.nonzero(tissue.any(axis=(0, 1)))[0].mean()) if tissue.any() else (labels.shape[2] - 1) / 2
+    z, y, x = np.nonzero(labels)
+    own = labels[z, y, x]
+    mirrored = near[z, y, np.clip(np.round(2 * centre - x).astype(int), 0, labels.shape[2] - 1)]
+    counts = np.bincount(own, minlength=n + 1).astype(float)
+    ratio = counts[mirrored] / counts[own]
+    twin = (mirrored != 0) & (mirrored != own) & (ratio <= MIRROR_SIZE_RATIO) & (ratio >= 1 / MIRROR_SIZE_RATIO)
+    return np.bincount(own, weights=twin, minlength=n + 1)[1:] / counts[1:]
 
 
 def _box_max(values: np.ndarray, labels: np.ndarray, boxes: list) -> np.ndarray:

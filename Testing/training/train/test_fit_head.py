@@ -21,6 +21,7 @@ from MTSASegmenterLib.postprocess.aggregation import lesion_logistic
 from MTSASegmenterLib.postprocess.component_filter import (
     COMPONENT_FEATURES,
     MEASURED_FEATURES,
+    TWIN_FEATURES,
     component_features,
     drop_unlikely_components,
 )
@@ -142,9 +143,11 @@ def test_fit_head_separates_classes_by_lesion_count(tmp_path: Path, monkeypatch:
     assert [float(r["lesion_count"]) for r in rows] == [2.0, 1.0] * 3
 
 
-def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("filter_features", [COMPONENT_FEATURES, TWIN_FEATURES])
+def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                                filter_features: tuple[str, ...]) -> None:
     """A preset's model (tumour + response): fit-head learns to drop the bright specks that are not
-    tumour and leaves the response head as trained."""
+    tumour, on the features asked for, and leaves the response head as trained."""
     cohort = write_exact_cohort(tmp_path / "exact", n=6)
     for i, case in enumerate(read_cohort(cohort)):  # an unmasked bright speck per patient: a false component
         image = sitk.ReadImage(str(case.image))
@@ -157,10 +160,10 @@ def test_fit_head_of_a_model_without_egfr_head_fits_only_the_component_filter(tm
     model = stand_in(tasks=(next(t for t in DEFAULT_TASKS if t.kind == "segmentation"), response))
     saved = {}
     monkeypatch.setattr(fit_head_module, "save_checkpoint", lambda path, net, net_config, preprocess, tasks, info, extra: saved.update(tasks=tasks))
-    summary = fit_head(model, read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False)
+    summary = fit_head(model, read_cohort(cohort), tmp_path / "head.pt", device="cpu", progress_bar=False, filter_features=filter_features)
     assert summary["component_model"] and "patients" not in summary
     gtv, head = saved["tasks"]
-    assert head == response
+    assert head == response and LogisticModel.from_dict(gtv.component_model).features == filter_features
     fitted = replace(model, tasks=saved["tasks"])
     image = read_image(read_cohort(cohort)[0].image)
     filtered, unfiltered = predict_volume(image, fitted, device="cpu"), predict_volume(image, model, device="cpu")
@@ -190,6 +193,10 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     assert report["egfr"]["call"] == "indeterminate" or set(report["egfr"]["evidence"]["features"]) >= set(PATIENT_FEATURES)
     payload = torch.load(out, weights_only=True)
     assert all(torch.equal(payload["state_dict"][k], v) for k, v in model.net.state_dict().items())
+    twin = tmp_path / "twin.pt"
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(twin), "--device", "cpu", "--mirror-twin"]) == 0
+    assert load_checkpoint(twin).info.metrics["patient_head"]["filter_features"] == list(TWIN_FEATURES)
+    assert loaded.info.metrics["patient_head"]["filter_features"] == list(COMPONENT_FEATURES)
     # refuses to overwrite, and refuses a cohort the model was not trained on
     assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out)]) == 2
     other = write_exact_cohort(tmp_path / "other")
@@ -225,6 +232,23 @@ def test_component_features_tell_a_tube_from_a_ball() -> None:
     assert f["elongation"][0] < 0.2 < 1.0 < f["elongation"][1]
     assert abs(f["mean_intensity"][0] - 2.0) < 0.01 and f["mean_intensity_squared"][0] == pytest.approx(f["mean_intensity"][0] ** 2)
     assert abs(f["shell_contrast"][0] - 1.0) < 0.05 and f["height_ratio"][1] > 3.0
+
+
+def test_mirror_partner_finds_left_right_pairs_about_the_tissue_midline() -> None:
+    """Tissue in columns 10-59 (midline 34.5): a pair mirrored about it, 2 mm apart from exact mirror
+    images (a slightly turned head), is each other's partner; a lone ball, one across the midline and a
+    small one mirrored into a large one have none."""
+    shape = (30, 60, 60)
+    volume = np.zeros(shape, np.float32)
+    volume[:, :, 10:] = 1.0
+    balls = {"left": (15, 15, 22, 4.0), "right": (15, 17, 47, 4.0), "lone": (15, 45, 20, 4.0), "midline": (15, 45, 34, 4.0),
+             "large": (5, 30, 22, 7.0), "small": (5, 30, 47, 2.0)}
+    masks = {name: _ball(shape, (z, y, x), radius) for name, (z, y, x, radius) in balls.items()}
+    probability = np.where(sum(masks.values()) > 0, 0.9, 0.0).astype(np.float32)
+    labels, features = component_features(probability, volume, SPACING, names=("mirror_partner",))
+    partner = {name: float(features[int(labels[mask].max()) - 1, 0]) for name, mask in masks.items()}
+    assert partner["left"] > 0.9 and partner["right"] > 0.9
+    assert partner["lone"] == partner["midline"] == partner["small"] == partner["large"] == 0.0
 
 
 def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
