@@ -57,7 +57,7 @@ from ..data.formats import add_cohort_options
 from ..data.slices import read_mask
 
 SLICE_FEATURE = "slice_probability"
-THRESHOLD_CANDIDATES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLD_CANDIDATES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # the trade-off's rows, beside the chosen one
 MIN_LESION_MM = 5.0  # the lesions whose detection the trade-off reports (maximum diameter, as evaluate counts)
 
 
@@ -162,10 +162,20 @@ def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float 
     if len(np.unique(y)) < 2:
         return {}, 0.0, [row(0.0, [np.ones(len(p.features)) for p in parts])]
     scores = cross_validated_scores(parts, l2, names)
-    table = [row(t, scores) for t in THRESHOLD_CANDIDATES]
-    chosen = next((r for r in table if r["fp_per_patient"] <= max_fp_per_patient), table[-1])
+    threshold = lowest_threshold(np.concatenate(scores), ~y, max_fp_per_patient * len(parts))
+    table = [row(t, scores) for t in sorted({*THRESHOLD_CANDIDATES, threshold})]
     model = fit_logistic(np.vstack([p.features for p in parts]), y, names, l2)
-    return model.to_dict(), float(chosen["min_component_probability"]), table
+    return model.to_dict(), threshold, table
+
+
+def lowest_threshold(scores: np.ndarray, false: np.ndarray, max_false: float) -> float:
+    """The lowest threshold that keeps at most ``max_false`` of the ``false`` components, taken over
+    the scores themselves (midway between the lowest kept score and the next lower one) rather than
+    a fixed grid, whose steps can drop a lesion to remove one false component too many."""
+    candidates = np.unique(np.append(scores, 1.0))  # 1.0: keep nothing, always allowed
+    kept_false = np.array([np.count_nonzero(false & (scores >= t)) for t in candidates])
+    lowest = int(np.argmax(kept_false <= max_false + 1e-9))  # kept_false never rises with t: the allowed ones are a tail
+    return 0.0 if lowest == 0 else float((candidates[lowest] + candidates[lowest - 1]) / 2)
 
 
 def lesion_feature_row(volume: np.ndarray, gtv: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:

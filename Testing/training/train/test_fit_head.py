@@ -43,6 +43,7 @@ from training.train.fit_head import (
     components_of,
     fit_head,
     fitting_cases,
+    lowest_threshold,
     main,
 )
 
@@ -270,6 +271,18 @@ def test_component_filter_is_fitted_cross_validated_and_drops_vessels() -> None:
     # nothing false to learn from: no model, every component kept
     lesions_only = [replace(p, probability=np.where(p.truth, 0.9, 0.0)) for p in patients[:3]]
     assert choose_filter([components_of(p) for p in lesions_only], 0.5)[:2] == ({}, 0.0)
+
+
+def test_threshold_is_taken_over_the_scores_not_a_grid() -> None:
+    """A lesion at 0.13 above false components at 0.12 and 0.11: with one false component allowed,
+    the threshold falls between 0.11 and 0.12 and keeps the lesion (a 0.10/0.15 grid step drops it);
+    with none allowed it rises above 0.12 and still keeps it; with all allowed nothing is dropped."""
+    scores = np.array([0.9, 0.13, 0.12, 0.11, 0.03])
+    false = np.array([False, False, True, True, True])
+    assert lowest_threshold(scores, false, 1) == pytest.approx(0.115)
+    assert lowest_threshold(scores, false, 0) == pytest.approx(0.125)
+    assert lowest_threshold(scores, false, 3) == 0.0
+    assert lowest_threshold(np.array([0.7]), np.array([True]), 0) == pytest.approx(0.85)  # only a false one: keep nothing
 
 
 def test_vectorised_logistic_equals_the_per_patient_one() -> None:
