@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             scores.append(dice(pred, truth))
             detection = lesion_detection(pred, truth, spacing)
             found, evaluated = found + detection["n_detected"], evaluated + detection["n_truth_lesions_evaluated"]
-            if detection["n_detected"] < detection["n_truth_lesions_evaluated"]:  # as evaluate: resample only for a miss
-                causes += [m.cause for m in missed_by_prediction(prediction, case.image, pred, truth)]
+            causes += [m.cause for m in missed_by_prediction(prediction, case.image, pred, truth)]
         print(f"| {name} | {np.mean(scores):.3f} | {found}/{evaluated} | {causes.count(NETWORK)} / {causes.count(POSTPROCESSING)} |",
               flush=True)
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,19 +99,22 @@ class MissedLesion:
     network_peak: float  # the network's highest probability inside it (the filter zeroes what it removes: NaN then)
 
 
-def missed_lesions(pred: np.ndarray, truth: np.ndarray, removed: np.ndarray, probability: np.ndarray,
-                   spacing: Sequence[float]) -> list[MissedLesion]:
+def missed_lesions(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float],
+                   removals: Callable[[], tuple[np.ndarray, np.ndarray]]) -> list[MissedLesion]:
     """The truth lesions ``lesion_detection`` counts as missed, on the input grid ([z, y, x] arrays,
-    ``spacing`` in array order); ``removed`` and ``probability`` are postprocessing's removals and the
-    network's GTV probability resampled there. Why: a miss is fixed in the network or in the filter."""
+    ``spacing`` in array order). ``removals`` gives postprocessing's removals and the network's GTV
+    probability there; it is called only when a lesion was missed, as mapping them to the input grid
+    costs about a second. Why: a miss is fixed in the network or in the filter."""
     labels, n = label_components(np.asarray(truth, bool))
     diameters = max_diameters_mm(labels, n, spacing)
+    unmarked = [k for k in np.flatnonzero(diameters >= MIN_LESION_MM) + 1 if not pred[labels == k].any()]
+    if not unmarked:
+        return []
+    removed, probability = removals()
     voxel_ml = float(np.prod(spacing)) / 1000.0
     missed = []
-    for k in np.flatnonzero(diameters >= MIN_LESION_MM) + 1:
+    for k in unmarked:
         inside = labels == k
-        if pred[inside].any():
-            continue
         cut = bool(removed[inside].any())
         missed.append(MissedLesion(float(inside.sum() * voxel_ml), float(diameters[k - 1]), POSTPROCESSING if cut else NETWORK,
                                    math.nan if cut else float(probability[inside].max())))
@@ -120,10 +123,13 @@ def missed_lesions(pred: np.ndarray, truth: np.ndarray, removed: np.ndarray, pro
 
 def missed_by_prediction(prediction: Prediction, image: sitk.Image, pred: np.ndarray, truth: np.ndarray) -> list[MissedLesion]:
     """``missed_lesions`` of one ``predict_volume`` result: its removals and probability mapped to ``image``'s grid."""
-    to_input = prediction.grid.grid_to_image
-    removed = sitk.GetArrayFromImage(to_input(prediction.removed, image)) >= 0.5
-    probability = sitk.GetArrayFromImage(to_input(prediction.slices.gtv_probability, image))
-    return missed_lesions(pred, truth, removed, probability, _spacing_zyx(image))
+
+    def removals() -> tuple[np.ndarray, np.ndarray]:
+        to_input = prediction.grid.grid_to_image
+        return (sitk.GetArrayFromImage(to_input(prediction.removed, image)) >= 0.5,
+                sitk.GetArrayFromImage(to_input(prediction.slices.gtv_probability, image)))
+
+    return missed_lesions(pred, truth, _spacing_zyx(image), removals)
 
 
 def head_answer(prediction: Prediction, model: LoadedModel, task: TaskSpec) -> dict[str, Any]:
@@ -205,8 +211,7 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
         pred_volume, truth_volume = sitk.GetArrayViewFromImage(prediction.mask) != 0, sitk.GetArrayViewFromImage(truth) != 0
         seg = segmentation_scores(prediction.slices.gtv_probability >= 0.5, truth_grid, prediction.grid.spacing_zyx,
                                   pred_volume, truth_volume, _spacing_zyx(image))
-        if seg.detected < seg.truth_lesions_evaluated:
-            missed = missed_by_prediction(prediction, image, pred_volume, truth_volume)
+        missed = missed_by_prediction(prediction, image, pred_volume, truth_volume)
     heads = head_tasks(model.tasks)
     answers = {t.key: head_answer(prediction, model, t) for t in heads}
     features = None

@@ -46,10 +46,11 @@ def test_missed_lesions_name_the_step_that_lost_them() -> None:
     removed[3:5, 3:5, 21:23] = True  # the second was marked, then filtered out
     probability[2:8, 30:36, 2:8] = 0.2
     probability[5, 32, 4] = 0.31
-    missed = missed_lesions(pred, truth, removed, probability, (1.0, 1.0, 1.0))
+    missed = missed_lesions(pred, truth, (1.0, 1.0, 1.0), lambda: (removed, probability))
     diameter = pytest.approx(np.sqrt(75))  # corner to corner of a 6-voxel cube, voxel centres
     assert [(m.cause, m.volume_ml, m.diameter_mm) for m in missed] == [("postprocessing", 0.216, diameter), ("network", 0.216, diameter)]
     assert np.isnan(missed[0].network_peak) and missed[1].network_peak == pytest.approx(0.31)
+    assert missed_lesions(truth, truth, (1.0, 1.0, 1.0), lambda: pytest.fail("mapped to the input grid without a miss")) == []
 
 
 def test_prediction_equal_to_truth_scores_perfectly_end_to_end(tmp_path: Path) -> None:
