@@ -46,7 +46,7 @@ mtsa train --data "$WORK/train" --out "$WORK/run" --split random --val-fraction 
 mtsa train --data "$WORK/tune" --init "$WORK/run/final.pt" --out "$WORK/tune-run" --split random --val-fraction 0.1 --test-fraction 0.1 \
   --input-size 160 --width 12 --context 2 --spacing 1.5 --min-slice-mm 2.0 --batch-size 16 --free-share 0.35 \
   --tumour-slice-dice 0.25 --seed 7 --epochs 8 --lr 1.5e-4 --lr-decay-epochs 8 --max-minutes 60 --device "$DEVICE" --workers "$LOADER_WORKERS" --resume
-mtsa fit-head --model "$WORK/tune-run/final.pt" --data "$WORK/tune" --out "$WORK/tune-run/model.pt" --overwrite
+mtsa fit-head --model "$WORK/tune-run/final.pt" --data "$WORK/tune" --out "$WORK/tune-run/model.pt" --mirror-twin --overwrite
 cp "$WORK/tune-run/model.pt" MTSASegmenter/Resources/Models/mtsa_demo.pt
 [ -s "$WORK/external/cases.csv" ] || mtsa synth --out "$WORK/external" --cases 40 --site external --seed 99 --overwrite --workers "$SYNTH_WORKERS"
 mtsa evaluate --data "$WORK/tune" --model "$WORK/tune-run/model.pt" --out "$WORK/eval-internal"
