@@ -169,13 +169,15 @@ def choose_filter(parts: list[Components], max_fp_per_patient: float, l2: float 
 
 
 def lowest_threshold(scores: np.ndarray, false: np.ndarray, max_false: float) -> float:
-    """The lowest threshold that keeps at most ``max_false`` of the ``false`` components, taken over
-    the scores themselves (midway between the lowest kept score and the next lower one) rather than
-    a fixed grid, whose steps can drop a lesion to remove one false component too many."""
-    candidates = np.unique(np.append(scores, 1.0))  # 1.0: keep nothing, always allowed
-    kept_false = np.array([np.count_nonzero(false & (scores >= t)) for t in candidates])
-    lowest = int(np.argmax(kept_false <= max_false + 1e-9))  # kept_false never rises with t: the allowed ones are a tail
-    return 0.0 if lowest == 0 else float((candidates[lowest] + candidates[lowest - 1]) / 2)
+    """The lowest threshold that keeps at most ``max_false`` of the ``false`` components, taken between
+    the scores themselves rather than from a fixed grid, whose steps can drop a lesion to remove one
+    false component too many. Scores of 1.0 (a fold that could not be fitted) cannot be dropped: when
+    they alone exceed ``max_false``, the threshold keeps only them."""
+    levels = np.unique(scores)
+    cuts = np.concatenate([[0.0], (levels[:-1] + levels[1:]) / 2, [(levels[-1] + 1.0) / 2] if levels[-1] < 1.0 else []])
+    kept_false = np.array([np.count_nonzero(false & (scores >= c)) for c in cuts])  # never rises with the cut
+    allowed = kept_false <= max_false + 1e-9
+    return float(cuts[np.argmax(allowed)] if allowed.any() else cuts[-1])
 
 
 def lesion_feature_row(volume: np.ndarray, gtv: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:

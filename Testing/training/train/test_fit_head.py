@@ -283,6 +283,8 @@ def test_threshold_is_taken_over_the_scores_not_a_grid() -> None:
     assert lowest_threshold(scores, false, 0) == pytest.approx(0.125)
     assert lowest_threshold(scores, false, 3) == 0.0
     assert lowest_threshold(np.array([0.7]), np.array([True]), 0) == pytest.approx(0.85)  # only a false one: keep nothing
+    # an unfitted fold's 1.0s cannot be dropped: keep only them rather than everything
+    assert lowest_threshold(np.array([1.0, 1.0, 0.5]), np.array([True, True, False]), 1) == pytest.approx(0.75)
 
 
 def test_vectorised_logistic_equals_the_per_patient_one() -> None:
