@@ -39,7 +39,8 @@ mtsa train --data "$WORK/train" --out "$WORK/run" --split random --val-fraction 
   --tumour-slice-dice 0.25 --seed 7 --epochs 32 --lr-decay-epochs 10 --max-minutes "$MINUTES" --device "$DEVICE" --workers "$LOADER_WORKERS" --resume
 # A second, short cycle: the network of the first, 8 more epochs at a falling rate on 80 new patients, a quarter of
 # whose lesions sit beside the midline, against the falx and the sagittal sinus, where the first cycle's model missed
-# lesions it finds elsewhere (model card, "v18"). The component filter and the EGFR model are fitted on them.
+# lesions it finds elsewhere (model card, "v18"). The component filter (with the left-right twin feature: model card,
+# "v18t") and the EGFR model are fitted on them.
 [ -s "$WORK/tune/cases.csv" ] || mtsa synth --out "$WORK/tune" --cases 80 --site internal --seed 21 --overwrite \
   --domain-randomisation 0.7 --skull-stripped 0.5 --thick-slices 0.4 --large-cysts 0.2 --fov-cut 0.15 --parasagittal 0.25 \
   --workers "$SYNTH_WORKERS"
