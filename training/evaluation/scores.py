@@ -106,8 +106,11 @@ def missed_lesions(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]
     probability there; it is called only when a lesion was missed, as mapping them to the input grid
     costs about a second. Why: a miss is fixed in the network or in the filter."""
     labels, n = label_components(np.asarray(truth, bool))
+    untouched = np.setdiff1d(np.arange(1, n + 1), labels[np.asarray(pred, bool)])
+    if not len(untouched):  # every lesion marked: no diameters to measure
+        return []
     diameters = max_diameters_mm(labels, n, spacing)
-    unmarked = [k for k in np.flatnonzero(diameters >= MIN_LESION_MM) + 1 if not pred[labels == k].any()]
+    unmarked = [k for k in untouched if diameters[k - 1] >= MIN_LESION_MM]
     if not unmarked:
         return []
     removed, probability = removals()
