@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
                    help="false-positive components per fitting patient the component filter may leave (its threshold)")
     p.add_argument("--mirror-twin", action="store_true",
                    help="also fit the component filter on whether a component has a left-right twin (paired choroid plexus, "
-                        "carotids: fewer false positives on full-head scans; model card, v18m2)")
+                        "carotids: fewer false positives on full-head scans; the bundled model's filter: model card, v18t)")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
     p.add_argument("--device", default="auto", choices=DEVICES)

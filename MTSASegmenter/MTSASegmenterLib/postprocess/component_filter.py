@@ -28,8 +28,8 @@ MEASURED_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "m
 # before (the intensity features included) still work, each model naming its own features.
 COMPONENT_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "elongation", "flatness", "log_depth_mm",
                       "height_ratio")
-# With a left-right twin (``mtsa fit-head --mirror-twin``): on a full-head scan it drops the paired choroid plexus
-# and carotids the filter above keeps, and a few borderline synthetic lesions with them (model card, v18m2).
+# With a left-right twin (``mtsa fit-head --mirror-twin``, the bundled model's filter): on a full-head scan it drops
+# the paired choroid plexus and carotids the filter above keeps, and a lesion another lesion mirrors (model card, v18t).
 TWIN_FEATURES = (*COMPONENT_FEATURES, "mirror_partner")
 TISSUE_LEVEL = 0.3  # normalised intensity above which a voxel counts as tissue (for the depth below its surface)
 SHELL_MM = 3.0  # the surroundings a component is compared with
