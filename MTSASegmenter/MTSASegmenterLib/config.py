@@ -93,6 +93,9 @@ class PreprocessConfig:
     tissue_threshold: float = 0.1  # tissue = voxels above this normalised intensity
     min_tissue_fraction: float = 0.01  # slices with less tissue than this share of pixels are skipped
     flip_average: bool = False  # predict each slice and its left-right mirror image, and average them
+    # also predict each slice with its intensities raised to these powers (about the tissue median, 1) and keep the
+    # highest GTV probability: faint enhancement stands out more (model card, "gamma view")
+    gamma_views: tuple[float, ...] = ()
     normalisation: str = "tissue_median"  # | "percentile" (MR) | "ct_window" (CT in HU); see preprocess.IntensityStats
     percentiles: tuple[float, float] = (1.0, 99.0)  # percentile: tissue percentiles mapped to 0 and 1
     window: tuple[float, float] = (-100.0, 250.0)  # ct_window: HU mapped to 0 and 1 (a liver window)
@@ -106,6 +109,9 @@ class PreprocessConfig:
             raise ValueError("percentiles and window need low < high (percentiles within 0-100)")
         if self.input_size < 64 or self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16 and at least 64, got {self.input_size}")
+        if self.gamma_views and (self.normalisation != "tissue_median" or min(self.gamma_views) <= 0):
+            raise ValueError(f"gamma_views must be positive powers of a tissue_median volume, got {self.gamma_views} "
+                             f"with {self.normalisation}")
 
     @property
     def in_channels(self) -> int:
@@ -113,7 +119,7 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(percentiles=list(self.percentiles), window=list(self.window))
+        d.update(percentiles=list(self.percentiles), window=list(self.window), gamma_views=list(self.gamma_views))
         return d
 
     @classmethod

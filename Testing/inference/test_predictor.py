@@ -96,3 +96,18 @@ def test_flip_averaging_mirrors_back_and_averages_both_outputs():
     for z in range(4):
         np.testing.assert_allclose(both.class_logits[z], (plain.class_logits[z] + mirrored.class_logits[z]) / 2, atol=1e-5)
     assert net.slices_seen == 4 * 4  # plain, twice for the average, mirrored
+
+
+def test_gamma_view_keeps_the_higher_probability_and_the_plain_heads():
+    v = volume(4)
+    v[:, 20:24, 6:10] = 1.5  # a faint lesion: below the stand-in's 1.8, above it once raised to the power 1.5
+    net = BrightnessNet()
+    plain = predict_slices(net, v, np.arange(4), 1, torch.device("cpu"), 4, prepare=False)
+    both = predict_slices(net, v, np.arange(4), 1, torch.device("cpu"), 4, prepare=False, gammas=(1.5,), clip_max=4.0)
+    raised = predict_slices(net, np.minimum(v**1.5, 4.0), np.arange(4), 1, torch.device("cpu"), 4, prepare=False)
+    np.testing.assert_allclose(both.gtv_probability, np.maximum(plain.gtv_probability, raised.gtv_probability), atol=1e-6)
+    assert (plain.gtv_probability[:, 21, 7] < 0.5).all() and (both.gtv_probability[:, 21, 7] > 0.5).all()
+    assert both.gtv_probability[0, 5, 5] < 0.01  # tissue at the median (1) stays where it was
+    for z in range(4):
+        np.testing.assert_array_equal(both.class_logits[z], plain.class_logits[z])
+    assert net.slices_seen == 4 * 4  # plain, plain and raised, raised

@@ -154,3 +154,8 @@ def test_ct_window_and_percentile_normalisations():
     np.testing.assert_allclose(a.image_to_grid(image), b.image_to_grid(shifted), atol=1e-3)
     with pytest.raises(ValueError, match="normalisation"):
         PreprocessConfig(normalisation="zscore")
+    with pytest.raises(ValueError, match="gamma_views"):  # a power about 1 means something only for a tissue-median volume
+        PreprocessConfig(normalisation="percentile", gamma_views=(1.5,))
+    with pytest.raises(ValueError, match="gamma_views"):
+        PreprocessConfig(gamma_views=(0.0,))
+    assert PreprocessConfig.from_dict(PreprocessConfig(gamma_views=(1.5, 2.0)).to_dict()).gamma_views == (1.5, 2.0)

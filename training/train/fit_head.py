@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     p.add_argument("--mirror-twin", action="store_true",
                    help="also fit the component filter on whether a component has a left-right twin (paired choroid plexus, "
                         "carotids: fewer false positives on full-head scans; the bundled model's filter: model card, v18t)")
+    p.add_argument("--gamma-view", type=float, action="append", metavar="G",
+                   help="predict each slice also with its intensities raised to G (repeatable) and keep the highest GTV "
+                        "probability: faint enhancement stands out; stored with the model, the filter fitted on it")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
     p.add_argument("--device", default="auto", choices=DEVICES)
@@ -293,7 +296,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.model.resolve():
         raise InputError(f"--out {args.out}: would replace the input model; choose another path")
     check_writable([args.out, feature_table_path(args.out)], args.overwrite)
+    if args.gamma_view and min(args.gamma_view) <= 0:
+        raise InputError(f"--gamma-view {min(args.gamma_view)}: must be positive")
     model = load_checkpoint(args.model)
+    if args.gamma_view:
+        if model.preprocess.normalisation != "tissue_median":
+            raise InputError(f"--gamma-view: {args.model} normalises by {model.preprocess.normalisation}; the view needs tissue_median")
+        model = replace(model, preprocess=replace(model.preprocess, gamma_views=tuple(args.gamma_view)))
     summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
                        max_fp_per_patient=args.max_fp_per_patient, filter_features=TWIN_FEATURES if args.mirror_twin else COMPONENT_FEATURES)
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])

@@ -67,7 +67,7 @@ def predict_volume(
         model.net, volume, grid.tissue_slices(volume), model.preprocess.context_slices, torch_device,
         batch_size or default_batch_size(torch_device, model.net_config),
         lambda fraction, message: report_progress(0.05 + 0.85 * fraction, message), should_cancel,
-        flip=model.preprocess.flip_average,
+        flip=model.preprocess.flip_average, gammas=model.preprocess.gamma_views, clip_max=model.preprocess.clip_max,
     )
     inference_s = time.perf_counter() - t_net
     segmentation = model.task("segmentation")

@@ -112,6 +112,8 @@ def predict_slices(
     *,
     prepare: bool = True,
     flip: bool = False,
+    gammas: tuple[float, ...] = (),
+    clip_max: float = 4.0,
 ) -> SliceOutputs:
     """Predict the listed slices of ``volume`` [z, y, x] in batches under ``torch.inference_mode``.
 
@@ -129,7 +131,7 @@ def predict_slices(
                 raise Cancelled("prediction cancelled")
             batch_z = np.asarray(slices[start : start + batch_size])
             x = torch.from_numpy(stack_context(volume, batch_z, context)).to(device)
-            gtv, logits = _run(net, x, flip)
+            gtv, logits = _run(net, x, flip, gammas, clip_max)
             if gtv is not None:
                 out.gtv_probability[batch_z] = gtv.float().cpu().numpy()
             if logits is not None:
@@ -140,7 +142,17 @@ def predict_slices(
     return out
 
 
-def _run(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _run(net: torch.nn.Module, x: torch.Tensor, flip: bool, gammas: tuple[float, ...] = (),
+         clip_max: float = 4.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(GTV probability [B, H, W], head logits [B, K]) of a batch: the plain view's, the GTV raised to
+    the highest of the ``gammas`` views'."""
+    gtv, cls = _run_view(net, x, flip)
+    for gamma in gammas if gtv is not None else ():
+        gtv = torch.maximum(gtv, _run_view(net, x.clamp(min=0).pow(gamma).clamp(max=clip_max), flip)[0])
+    return gtv, cls
+
+
+def _run_view(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(GTV probability [B, H, W], head logits [B, K]) of a batch, averaged with its mirror image when ``flip``."""
     seg, cls = net(x)
     gtv = None if seg is None else torch.sigmoid(seg[:, 0])

@@ -195,9 +195,14 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     payload = torch.load(out, weights_only=True)
     assert all(torch.equal(payload["state_dict"][k], v) for k, v in model.net.state_dict().items())
     twin = tmp_path / "twin.pt"
-    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(twin), "--device", "cpu", "--mirror-twin"]) == 0
-    assert load_checkpoint(twin).info.metrics["patient_head"]["filter_features"] == list(TWIN_FEATURES)
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(twin), "--device", "cpu", "--mirror-twin",
+                 "--gamma-view", "1.5"]) == 0
+    twin_model = load_checkpoint(twin)
+    assert twin_model.info.metrics["patient_head"]["filter_features"] == list(TWIN_FEATURES)
+    assert twin_model.preprocess.gamma_views == (1.5,) and loaded.preprocess.gamma_views == ()
     assert loaded.info.metrics["patient_head"]["filter_features"] == list(COMPONENT_FEATURES)
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(tmp_path / "g.pt"), "--gamma-view", "0"]) == 2
+    assert "--gamma-view 0" in capsys.readouterr().err and not (tmp_path / "g.pt").exists()
     # refuses to overwrite, and refuses a cohort the model was not trained on
     assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out)]) == 2
     other = write_exact_cohort(tmp_path / "other")
