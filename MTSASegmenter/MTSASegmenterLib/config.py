@@ -93,8 +93,8 @@ class PreprocessConfig:
     tissue_threshold: float = 0.1  # tissue = voxels above this normalised intensity
     min_tissue_fraction: float = 0.01  # slices with less tissue than this share of pixels are skipped
     flip_average: bool = False  # predict each slice and its left-right mirror image, and average them
-    # also predict each slice with its intensities raised to these powers (about the tissue median, 1) and keep the
-    # highest GTV probability: faint enhancement stands out more (model card, "gamma view")
+    # also predict each slice with its intensities raised to these powers (about the tissue median, 1): that view may
+    # grow what the plain one marks, where faint enhancement stands out more (predictor.grown; model card, "gamma view")
     gamma_views: tuple[float, ...] = ()
     normalisation: str = "tissue_median"  # | "percentile" (MR) | "ct_window" (CT in HU); see preprocess.IntensityStats
     percentiles: tuple[float, float] = (1.0, 99.0)  # percentile: tissue percentiles mapped to 0 and 1

@@ -98,16 +98,21 @@ def test_flip_averaging_mirrors_back_and_averages_both_outputs():
     assert net.slices_seen == 4 * 4  # plain, twice for the average, mirrored
 
 
-def test_gamma_view_keeps_the_higher_probability_and_the_plain_heads():
+def test_gamma_view_grows_what_the_plain_view_marks_and_adds_nothing_of_its_own():
     v = volume(4)
-    v[:, 20:24, 6:10] = 1.5  # a faint lesion: below the stand-in's 1.8, above it once raised to the power 1.5
+    v[:, 11:17, 11:17] = 1.5  # a faint margin around the bright core (12:16): below the stand-in's 1.8, above it raised to 1.5
+    v[:, 12:16, 12:16] = 3.0
+    v[:, 20:24, 6:10] = 1.5  # a faint structure on its own
     net = BrightnessNet()
     plain = predict_slices(net, v, np.arange(4), 1, torch.device("cpu"), 4, prepare=False)
     both = predict_slices(net, v, np.arange(4), 1, torch.device("cpu"), 4, prepare=False, gammas=(1.5,), clip_max=4.0)
     raised = predict_slices(net, np.minimum(v**1.5, 4.0), np.arange(4), 1, torch.device("cpu"), 4, prepare=False)
-    np.testing.assert_allclose(both.gtv_probability, np.maximum(plain.gtv_probability, raised.gtv_probability), atol=1e-6)
-    assert (plain.gtv_probability[:, 21, 7] < 0.5).all() and (both.gtv_probability[:, 21, 7] > 0.5).all()
-    assert both.gtv_probability[0, 5, 5] < 0.01  # tissue at the median (1) stays where it was
+    margin = np.zeros(v.shape, bool)
+    margin[:, 11:17, 11:17] = True
+    np.testing.assert_allclose(both.gtv_probability[margin], raised.gtv_probability[margin], atol=1e-6)
+    assert (plain.gtv_probability[:, 11, 11] < 0.5).all() and (both.gtv_probability[:, 11, 11] > 0.5).all()
+    np.testing.assert_array_equal(both.gtv_probability[~margin], plain.gtv_probability[~margin])
+    assert (raised.gtv_probability[:, 21, 7] > 0.5).all() and (both.gtv_probability[:, 21, 7] < 0.5).all()
     for z in range(4):
         np.testing.assert_array_equal(both.class_logits[z], plain.class_logits[z])
     assert net.slices_seen == 4 * 4  # plain, plain and raised, raised

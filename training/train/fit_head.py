@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
                    help="also fit the component filter on whether a component has a left-right twin (paired choroid plexus, "
                         "carotids: fewer false positives on full-head scans; the bundled model's filter: model card, v18t)")
     p.add_argument("--gamma-view", type=float, action="append", metavar="G",
-                   help="predict each slice also with its intensities raised to G (repeatable) and keep the highest GTV "
-                        "probability: faint enhancement stands out; stored with the model, the filter fitted on it")
+                   help="predict each slice also with its intensities raised to G (repeatable), a view that may grow the "
+                        "lesions the plain one marks (faint enhancement stands out); stored with the model, the filter fitted on it")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
     p.add_argument("--device", default="auto", choices=DEVICES)

@@ -21,6 +21,7 @@ import torch
 from ..config import DEVICES, NetConfig
 from ..errors import Cancelled, MTSAError
 from ..model.network import fuse_batchnorm
+from ..postprocess.lesions import label_components
 from ..progress import Progress, ShouldCancel
 from .preprocess import stack_context
 
@@ -124,6 +125,7 @@ def predict_slices(
     """
     out = SliceOutputs(gtv_probability=np.zeros(volume.shape, dtype=np.float32), predicted=np.asarray(slices))
     net = inference_net(net, device) if prepare else net.eval()
+    raised = np.zeros_like(out.gtv_probability) if gammas else None
     total = len(slices)
     with torch.inference_mode():
         for start in range(0, total, batch_size):
@@ -131,25 +133,40 @@ def predict_slices(
                 raise Cancelled("prediction cancelled")
             batch_z = np.asarray(slices[start : start + batch_size])
             x = torch.from_numpy(stack_context(volume, batch_z, context)).to(device)
-            gtv, logits = _run(net, x, flip, gammas, clip_max)
+            gtv, logits, raised_gtv = _run(net, x, flip, gammas, clip_max)
             if gtv is not None:
                 out.gtv_probability[batch_z] = gtv.float().cpu().numpy()
+            if raised_gtv is not None:
+                raised[batch_z] = raised_gtv.float().cpu().numpy()
             if logits is not None:
                 out.class_logits.update({int(z): v for z, v in zip(batch_z, logits.float().cpu().numpy())})
             if progress is not None:
                 done = min(start + batch_size, total)
                 progress(done / total, f"slice {done}/{total}")
+    if raised is not None:
+        out.gtv_probability = grown(out.gtv_probability, raised)
     return out
 
 
+def grown(plain: np.ndarray, raised: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """``plain``, with the higher of both probabilities inside each component of their union (at
+    ``threshold``) that holds a voxel ``plain`` marks. Why: the raised view sees more of a faint lesion
+    the plain view found, but also faint enhancing anatomy; it may grow lesions, not add components."""
+    top = np.maximum(plain, raised)
+    labels, _ = label_components(top >= threshold)
+    found = np.unique(labels[plain >= threshold])
+    return np.where(np.isin(labels, found[found > 0]), top, plain)
+
+
 def _run(net: torch.nn.Module, x: torch.Tensor, flip: bool, gammas: tuple[float, ...] = (),
-         clip_max: float = 4.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(GTV probability [B, H, W], head logits [B, K]) of a batch: the plain view's, the GTV raised to
-    the highest of the ``gammas`` views'."""
+         clip_max: float = 4.0) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(GTV probability [B, H, W], head logits [B, K], highest GTV probability of the ``gammas`` views or None)."""
     gtv, cls = _run_view(net, x, flip)
+    raised = None
     for gamma in gammas if gtv is not None else ():
-        gtv = torch.maximum(gtv, _run_view(net, x.clamp(min=0).pow(gamma).clamp(max=clip_max), flip)[0])
-    return gtv, cls
+        view = _run_view(net, x.clamp(min=0).pow(gamma).clamp(max=clip_max), flip)[0]
+        raised = view if raised is None else torch.maximum(raised, view)
+    return gtv, cls, raised
 
 
 def _run_view(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
