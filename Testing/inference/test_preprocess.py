@@ -134,6 +134,28 @@ def test_normalise_clips_and_stack_context_repeats_edges():
     assert stack[0, :, 0, 0].tolist() == [0, 0, 1] and stack[1, :, 0, 0].tolist() == [2, 3, 3]
 
 
+def _head_in_air(noise_sigma: float, seed: int = 0) -> sitk.Image:
+    """A wide field of view: a ball of tissue (white matter 100, a grey shell 70, a dark core 30: CSF) in Rayleigh-noisy air."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:40, :200, :200]
+    r = np.sqrt(((z - 20) * 3.0) ** 2 + (y - 100.0) ** 2 + (x - 100.0) ** 2)
+    tissue = np.select([r < 10, r < 35, r < 45], [30.0, 100.0, 70.0], 0.0)
+    air = noise_sigma * np.sqrt(rng.standard_normal(r.shape) ** 2 + rng.standard_normal(r.shape) ** 2)
+    return sitk.GetImageFromArray(np.where(r < 45, tissue + rng.normal(0, 2, r.shape), air).astype(np.float32))
+
+
+def test_the_tissue_median_ignores_the_noise_of_a_wide_field_of_view():
+    """Air noise up to a tenth of the bright level once counted as tissue: the median fell to the noise, the head saturated."""
+    clean = IntensityStats.of(_head_in_air(0.0)).scale  # grey shell and white matter: between 70 and 100
+    assert 65.0 < clean < 100.0
+    for sigma in (2.0, 8.0, 12.0):
+        assert IntensityStats.of(_head_in_air(sigma)).scale == pytest.approx(clean, rel=0.06), sigma
+    volume = sitk.GetArrayFromImage(_head_in_air(12.0))
+    high = float(np.percentile(volume, 99.0))
+    naive = float(np.median(volume[volume > 0.1 * high]))  # the rule before: a tenth of the bright level only
+    assert naive < 0.5 * clean
+
+
 def test_ct_window_and_percentile_normalisations():
     """CT: Hounsfield units through a fixed window, air outside the body box; MR by percentiles:
     the same anatomy at another scale normalises the same."""
