@@ -19,6 +19,7 @@ from ..config import PreprocessConfig
 
 _MAX_STAT_VOXELS = 8_000_000  # larger volumes are subsampled for the intensity statistics
 BACKGROUND_NOISE_MULTIPLE = 3.0  # tissue lies above this multiple of the background's median (see IntensityStats.of)
+AIR_PLANE_SHARE = 0.005  # with noisy air, a plane bounds the tissue box when more of it than this lies above the air's floor
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class IntensityStats:
 
     scale: float
     offset: float = 0.0
+    air_floor: float = 0.0  # raw value below which a noisy background's air lies (0: none above a tenth of the bright level)
 
     @classmethod
     def of(cls, image: sitk.Image, cfg: PreprocessConfig | None = None) -> "IntensityStats":
@@ -43,12 +45,14 @@ class IntensityStats:
         step = max(1, int(np.ceil((values.size / _MAX_STAT_VOXELS) ** (1 / 3))))
         sample = np.asarray(values[::step, ::step, ::step], dtype=np.float32).ravel()
         high = float(np.percentile(sample, 99.0))
-        tissue = sample[sample > tissue_floor(sample, high)] if high > 0 else sample[sample > 0]
+        floor = tissue_floor(sample, high) if high > 0 else 0.0
+        tissue = sample[sample > floor]
+        air = floor if floor > 0.1 * high else 0.0
         if cfg.normalisation == "percentile" and tissue.size:
             lo, hi = (float(v) for v in np.percentile(tissue, cfg.percentiles))
-            return cls(scale=hi - lo if hi > lo else 1.0, offset=lo)
+            return cls(scale=hi - lo if hi > lo else 1.0, offset=lo, air_floor=air)
         median = float(np.median(tissue)) if tissue.size else high
-        return cls(scale=median if median > 0 else 1.0)
+        return cls(scale=median if median > 0 else 1.0, air_floor=air)
 
     def raw(self, normalised: float) -> float:
         """The input value that normalises to ``normalised``."""
@@ -86,14 +90,16 @@ def _lps_matrix(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.GetOrigin(), dtype=float), direction @ np.diag(image.GetSpacing())
 
 
-def _tissue_box_lps(image: sitk.Image, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Axis-aligned LPS bounding box of the voxels above ``threshold`` (all voxels if none)."""
+def _tissue_box_lps(image: sitk.Image, threshold: float, min_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned LPS bounding box of the planes with more than ``min_share`` of their voxels above
+    ``threshold`` (at least one; all voxels if none)."""
     values = sitk.GetArrayViewFromImage(image)  # [k, j, i]
     inside = values > threshold
     lo_hi = []
     for axis in (2, 1, 0):  # i, j, k
         other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(inside.any(axis=other))
+        counts = inside.sum(axis=other)
+        present = np.flatnonzero(counts > max(0.0, min_share * values.size / values.shape[axis]))
         n = values.shape[axis]
         lo_hi.append((present[0], present[-1]) if present.size else (0, n - 1))
     corners = np.array([[a, b, c] for a in lo_hi[0] for b in lo_hi[1] for c in lo_hi[2]], dtype=float)
@@ -113,7 +119,9 @@ class ModelGrid:
     @classmethod
     def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
         stats = IntensityStats.of(image, cfg)
-        box_lo, box_hi = _tissue_box_lps(image, stats.raw(cfg.tissue_threshold))
+        # around the tissue, not the air: above a noisy air's floor, planes with a few noise voxels left out
+        box_lo, box_hi = (_tissue_box_lps(image, stats.air_floor, AIR_PLANE_SHARE) if stats.air_floor
+                          else _tissue_box_lps(image, stats.raw(cfg.tissue_threshold)))
         _, matrix = _lps_matrix(image)
         # The native axis closest to superior sets the slice spacing, so an axial scan keeps its slices.
         axis = int(np.argmax(np.abs(matrix[2]) / np.linalg.norm(matrix, axis=0)))
