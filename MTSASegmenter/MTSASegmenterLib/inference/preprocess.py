@@ -19,7 +19,7 @@ from ..config import PreprocessConfig
 
 _MAX_STAT_VOXELS = 8_000_000  # larger volumes are subsampled for the intensity statistics
 BACKGROUND_NOISE_MULTIPLE = 3.0  # tissue lies above this multiple of the background's median (see IntensityStats.of)
-AIR_PLANE_SHARE = 0.005  # with noisy air, a plane bounds the tissue box when more of it than this lies above the air's floor
+AIR_BOX_MULTIPLE = 2.0  # with noisy air, the tissue box holds the voxels above this multiple of the air's floor
 
 
 @dataclass(frozen=True)
@@ -90,16 +90,14 @@ def _lps_matrix(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.GetOrigin(), dtype=float), direction @ np.diag(image.GetSpacing())
 
 
-def _tissue_box_lps(image: sitk.Image, threshold: float, min_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Axis-aligned LPS bounding box of the planes with more than ``min_share`` of their voxels above
-    ``threshold`` (at least one; all voxels if none)."""
+def _tissue_box_lps(image: sitk.Image, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned LPS bounding box of the voxels above ``threshold`` (all voxels if none)."""
     values = sitk.GetArrayViewFromImage(image)  # [k, j, i]
     inside = values > threshold
     lo_hi = []
     for axis in (2, 1, 0):  # i, j, k
         other = tuple(a for a in range(3) if a != axis)
-        counts = inside.sum(axis=other)
-        present = np.flatnonzero(counts > max(0.0, min_share * values.size / values.shape[axis]))
+        present = np.flatnonzero(inside.any(axis=other))
         n = values.shape[axis]
         lo_hi.append((present[0], present[-1]) if present.size else (0, n - 1))
     corners = np.array([[a, b, c] for a in lo_hi[0] for b in lo_hi[1] for c in lo_hi[2]], dtype=float)
@@ -119,9 +117,8 @@ class ModelGrid:
     @classmethod
     def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
         stats = IntensityStats.of(image, cfg)
-        # around the tissue, not the air: above a noisy air's floor, planes with a few noise voxels left out
-        box_lo, box_hi = (_tissue_box_lps(image, stats.air_floor, AIR_PLANE_SHARE) if stats.air_floor
-                          else _tissue_box_lps(image, stats.raw(cfg.tissue_threshold)))
+        # around the tissue, not the air: above twice a noisy air's floor, where no noise voxel reaches (7 sigma)
+        box_lo, box_hi = _tissue_box_lps(image, max(stats.raw(cfg.tissue_threshold), AIR_BOX_MULTIPLE * stats.air_floor))
         _, matrix = _lps_matrix(image)
         # The native axis closest to superior sets the slice spacing, so an axial scan keeps its slices.
         axis = int(np.argmax(np.abs(matrix[2]) / np.linalg.norm(matrix, axis=0)))
