@@ -70,7 +70,7 @@ def tissue_floor(sample: np.ndarray, high: float) -> float:
     floor = 0.1 * high
     for _ in range(20):
         background = sample[sample <= floor]
-        raised = max(0.1 * high, BACKGROUND_NOISE_MULTIPLE * float(np.median(background))) if background.size else floor
+        raised = BACKGROUND_NOISE_MULTIPLE * float(np.median(background)) if background.size else 0.0
         if raised <= floor * 1.01:
             break
         floor = raised
