@@ -296,13 +296,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.model.resolve():
         raise InputError(f"--out {args.out}: would replace the input model; choose another path")
     check_writable([args.out, feature_table_path(args.out)], args.overwrite)
-    if args.gamma_view and min(args.gamma_view) <= 0:
-        raise InputError(f"--gamma-view {min(args.gamma_view)}: must be positive")
     model = load_checkpoint(args.model)
     if args.gamma_view:
-        if model.preprocess.normalisation != "tissue_median":
-            raise InputError(f"--gamma-view: {args.model} normalises by {model.preprocess.normalisation}; the view needs tissue_median")
-        model = replace(model, preprocess=replace(model.preprocess, gamma_views=tuple(args.gamma_view)))
+        try:  # PreprocessConfig checks the powers and the normalisation they need
+            model = replace(model, preprocess=replace(model.preprocess, gamma_views=tuple(args.gamma_view)))
+        except ValueError as e:
+            raise InputError(f"--gamma-view {' '.join(map(str, args.gamma_view))}: {e}") from e
     summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
                        max_fp_per_patient=args.max_fp_per_patient, filter_features=TWIN_FEATURES if args.mirror_twin else COMPONENT_FEATURES)
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
