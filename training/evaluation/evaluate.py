@@ -143,14 +143,15 @@ def _write_per_patient(path: Path, results: Sequence[PatientResult]) -> None:
 
 
 def _write_missed(path: Path, results: Sequence[PatientResult]) -> None:
-    """One row per truth lesion (>= 5 mm) the GTV does not touch: its size and which step lost it."""
+    """One row per truth lesion (>= 5 mm) the GTV does not touch: its size, place (RAS mm) and which step lost it."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["case", "volume_ml", "diameter_mm", "cause", "network_peak"])
+        writer.writerow(["case", "volume_ml", "diameter_mm", "r_mm", "a_mm", "s_mm", "cause", "network_peak"])
         for r in results:
             for m in r.missed:
                 peak = "" if math.isnan(m.network_peak) else f"{m.network_peak:.3f}"
-                writer.writerow([r.case, f"{m.volume_ml:.3f}", f"{m.diameter_mm:.1f}", m.cause, peak])
+                writer.writerow([r.case, f"{m.volume_ml:.3f}", f"{m.diameter_mm:.1f}", *(f"{c:.1f}" for c in m.centroid_ras),
+                                 m.cause, peak])
 
 
 def _calibration(path: Path, results: Sequence[PatientResult], task: TaskSpec | None, name: str) -> None:

@@ -27,7 +27,7 @@ from MTSASegmenterLib.io.overlay import write_overlay
 from MTSASegmenterLib.metrics import dice, hd95, pixel_precision_recall
 from MTSASegmenterLib.model.checkpoint import LoadedModel
 from MTSASegmenterLib.postprocess.heads import INDETERMINATE, slice_values
-from MTSASegmenterLib.postprocess.lesions import label_components, lesion_detection, max_diameters_mm
+from MTSASegmenterLib.postprocess.lesions import diameters_and_centroids, label_components, lesion_detection
 
 from ..data.cohort import Case, egfr_head
 from ..data.slices import read_mask
@@ -97,30 +97,34 @@ class MissedLesion:
     diameter_mm: float
     cause: str
     network_peak: float  # the network's highest probability inside it (the filter zeroes what it removes: NaN then)
+    centroid_ras: tuple[float, float, float]  # mm, as the report's lesions: where to look in Slicer
 
 
-def missed_lesions(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float],
+def missed_lesions(pred: np.ndarray, truth: np.ndarray, geometry: sitk.Image,
                    removals: Callable[[], tuple[np.ndarray, np.ndarray]]) -> list[MissedLesion]:
-    """The truth lesions ``lesion_detection`` counts as missed, on the input grid ([z, y, x] arrays,
-    ``spacing`` in array order). ``removals`` gives postprocessing's removals and the network's GTV
+    """The truth lesions ``lesion_detection`` counts as missed, on the input grid ([z, y, x] arrays on
+    ``geometry``'s grid). ``removals`` gives postprocessing's removals and the network's GTV
     probability there; it is called only when a lesion was missed, as mapping them to the input grid
-    costs about a second. Why: a miss is fixed in the network or in the filter."""
+    costs about a second. Why: a miss is fixed in the network or in the filter, and its place says
+    which kind of miss it is (beside the midline, in the posterior fossa)."""
     labels, n = label_components(np.asarray(truth, bool))
     untouched = np.setdiff1d(np.arange(1, n + 1), labels[np.asarray(pred, bool)])
-    if not len(untouched):  # every lesion marked: no diameters to measure
+    if not len(untouched):  # every lesion marked: nothing to measure
         return []
-    diameters = max_diameters_mm(labels, n, spacing)
-    unmarked = [k for k in untouched if diameters[k - 1] >= MIN_LESION_MM]
+    relabel = np.zeros(n + 1, dtype=labels.dtype)
+    relabel[untouched] = np.arange(1, len(untouched) + 1)
+    unmarked = [(k, d, c) for k, (d, c) in zip(untouched, diameters_and_centroids(relabel[labels], len(untouched), geometry))
+                if d >= MIN_LESION_MM]
     if not unmarked:
         return []
     removed, probability = removals()
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_ml = float(np.prod(geometry.GetSpacing())) / 1000.0
     missed = []
-    for k in unmarked:
+    for k, diameter, centroid in unmarked:
         inside = labels == k
         cut = bool(removed[inside].any())
-        missed.append(MissedLesion(float(inside.sum() * voxel_ml), float(diameters[k - 1]), POSTPROCESSING if cut else NETWORK,
-                                   math.nan if cut else float(probability[inside].max())))
+        missed.append(MissedLesion(float(inside.sum() * voxel_ml), float(diameter), POSTPROCESSING if cut else NETWORK,
+                                   math.nan if cut else float(probability[inside].max()), centroid))
     return missed
 
 
@@ -132,7 +136,7 @@ def missed_by_prediction(prediction: Prediction, image: sitk.Image, pred: np.nda
         return (sitk.GetArrayFromImage(to_input(prediction.removed, image)) >= 0.5,
                 sitk.GetArrayFromImage(to_input(prediction.slices.gtv_probability, image)))
 
-    return missed_lesions(pred, truth, _spacing_zyx(image), removals)
+    return missed_lesions(pred, truth, image, removals)
 
 
 def head_answer(prediction: Prediction, model: LoadedModel, task: TaskSpec) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 __all__ = ["Lesion", "find_lesions", "find_lesions_array", "label_components", "component_peaks", "drop_weak_components",
-           "max_diameter_mm", "max_diameters_mm", "lesion_detection"]
+           "max_diameter_mm", "max_diameters_mm", "diameters_and_centroids", "lesion_detection"]
 
 # Below this many surface points the exact all-pairs search is cheap; above it the convex hull
 # removes the interior points first (the farthest pair always lies on the hull).
@@ -153,6 +153,12 @@ def max_diameters_mm(labels: np.ndarray, n: int, spacing_zyx: Sequence[float]) -
     """Max diameter (mm) of labels 1..n of a ``[z, y, x]`` label array; direction cosines do not change lengths."""
     sp_xyz = np.asarray(spacing_zyx, dtype=float).reshape(3)[::-1]
     return np.array([m[2] for m in _measure_components(labels, n, sp_xyz, np.zeros(3), np.eye(3))])
+
+
+def diameters_and_centroids(labels: np.ndarray, n: int, geometry: sitk.Image) -> list[tuple[float, tuple[float, float, float]]]:
+    """(max diameter mm, centroid RAS mm) of labels 1..n of a ``[z, y, x]`` array on ``geometry``'s grid."""
+    sp, org = (np.asarray(v, dtype=float) for v in (geometry.GetSpacing(), geometry.GetOrigin()))
+    return [(m[2], m[3]) for m in _measure_components(labels, n, sp, org, np.asarray(geometry.GetDirection()).reshape(3, 3))]
 
 
 def find_lesions_array(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from helpers import ClassOnlyNet, read_rows, stand_in, write_count_cohort, write_exact_cohort, write_rows, write_tiny_cohort
 from MTSASegmenterLib.config import DEFAULT_TASKS
 from MTSASegmenterLib.errors import EXIT_ERROR
@@ -35,9 +36,10 @@ def test_segmentation_scores_of_a_perfect_prediction() -> None:
     assert s.dice == 1.0 and s.volume_dice < 1.0 and s.false_positive_lesions == 1
 
 
-def test_missed_lesions_name_the_step_that_lost_them() -> None:
+def test_missed_lesions_name_the_step_that_lost_them_and_where_they_are() -> None:
     """Three lesions >= 5 mm and a 3 mm one: one found, one removed by postprocessing, one the network
-    never marked (its peak reported); the small one is not counted, as in lesion sensitivity."""
+    never marked (its peak reported); the small one is not counted, as in lesion sensitivity. Each miss's
+    centroid is in RAS mm, checked against SimpleITK's own index-to-point mapping of a rotated, shifted grid."""
     truth, pred, removed = np.zeros((3, 12, 40, 40), bool)
     probability = np.zeros(truth.shape, np.float32)
     truth[2:8, 2:8, 2:8] = truth[2:8, 2:8, 20:26] = truth[2:8, 30:36, 2:8] = True
@@ -46,11 +48,17 @@ def test_missed_lesions_name_the_step_that_lost_them() -> None:
     removed[3:5, 3:5, 21:23] = True  # the second was marked, then filtered out
     probability[2:8, 30:36, 2:8] = 0.2
     probability[5, 32, 4] = 0.31
-    missed = missed_lesions(pred, truth, (1.0, 1.0, 1.0), lambda: (removed, probability))
+    geometry = sitk.Image(40, 40, 12, sitk.sitkUInt8)
+    geometry.SetOrigin((10.0, -20.0, 30.0))
+    geometry.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    missed = missed_lesions(pred, truth, geometry, lambda: (removed, probability))
     diameter = pytest.approx(np.sqrt(75))  # corner to corner of a 6-voxel cube, voxel centres
     assert [(m.cause, m.volume_ml, m.diameter_mm) for m in missed] == [("postprocessing", 0.216, diameter), ("network", 0.216, diameter)]
     assert np.isnan(missed[0].network_peak) and missed[1].network_peak == pytest.approx(0.31)
-    assert missed_lesions(truth, truth, (1.0, 1.0, 1.0), lambda: pytest.fail("mapped to the input grid without a miss")) == []
+    for m, centre_xyz in zip(missed, [(22.5, 4.5, 4.5), (4.5, 32.5, 4.5)]):
+        lps = geometry.TransformContinuousIndexToPhysicalPoint(centre_xyz)
+        assert m.centroid_ras == pytest.approx((-lps[0], -lps[1], lps[2]))
+    assert missed_lesions(truth, truth, geometry, lambda: pytest.fail("mapped to the input grid without a miss")) == []
 
 
 def test_prediction_equal_to_truth_scores_perfectly_end_to_end(tmp_path: Path) -> None:
@@ -62,7 +70,7 @@ def test_prediction_equal_to_truth_scores_perfectly_end_to_end(tmp_path: Path) -
         assert gtv[key]["value"] == 1.0, key
     assert gtv["hd95_mm"]["value"] == 0.0 and gtv["false_positive_lesions_per_patient"]["value"] == 0.0
     assert gtv["lesion_sensitivity"]["denominator"] == 4 and gtv["missed_lesions"] == {"network": 0, "postprocessing": 0}
-    assert (tmp_path / "eval" / "missed_lesions.csv").read_text().splitlines() == ["case,volume_ml,diameter_mm,cause,network_peak"]
+    assert (tmp_path / "eval" / "missed_lesions.csv").read_text().splitlines() == ["case,volume_ml,diameter_mm,r_mm,a_mm,s_mm,cause,network_peak"]
     assert summary["egfr"]["patients"] == 2 and summary["egfr"]["indeterminate"] == 0
     assert summary["best_possible_accuracy"] is None and "statement" not in summary
 
