@@ -127,6 +127,7 @@ def test_lesion_detection_counts():
         "lesion_sensitivity": 0.5,
         "n_pred_lesions": 3,
         "n_false_positive_lesions": 1,
+        "evaluated_lesions": [(pytest.approx(np.sqrt(4**2 + 7**2 + 7**2)), True), (pytest.approx(np.sqrt(4**2 + 9**2 + 9**2)), False)],
     }
     # Lowering the threshold brings C in (it is hit).
     assert lesion_detection(pred, truth, spacing, min_diameter_mm=0.0)["n_detected"] == 2

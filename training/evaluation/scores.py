@@ -53,6 +53,8 @@ class SegmentationScores:
     false_positive_lesions: int
     truth_volume_ml: float
     predicted_volume_ml: float
+    slice_mm: float  # the input's slice spacing: thick slices hide small lesions
+    lesions: tuple[tuple[float, bool], ...] = ()  # (max diameter mm, detected) per evaluated truth lesion; not a CSV column
 
 
 def segmentation_scores(
@@ -85,6 +87,8 @@ def segmentation_scores(
         false_positive_lesions=int(detection["n_false_positive_lesions"]),
         truth_volume_ml=float(truth_volume.sum()) * voxel_ml,
         predicted_volume_ml=float(pred_volume.sum()) * voxel_ml,
+        slice_mm=float(volume_spacing[0]),
+        lesions=tuple(detection["evaluated_lesions"]),
     )
 
 
@@ -195,7 +199,7 @@ class PatientResult:
         for task in self.tasks:
             row.update(answer_columns(task, self.heads[task.key], self.label(task)))
         if self.seg is not None:
-            row.update(asdict(self.seg))
+            row.update({k: v for k, v in asdict(self.seg).items() if k != "lesions"})
         row["seconds"] = round(self.seconds, 3)
         return row
 

@@ -19,7 +19,7 @@ from MTSASegmenterLib.config import TaskSpec
 from MTSASegmenterLib.metrics import classification_metrics
 from MTSASegmenterLib.postprocess.heads import INDETERMINATE
 
-from .scores import NETWORK, POSTPROCESSING, PatientResult
+from .scores import NETWORK, POSTPROCESSING, PatientResult, SegmentationScores
 
 NOT_CLINICAL = (
     "Synthetic results are not clinical validation: the cohort is the project's phantom "
@@ -76,6 +76,30 @@ def pooled_ratio_ci(numerators: Sequence[int], denominators: Sequence[int], n_bo
     return out
 
 
+DIAMETER_BANDS_MM = (5.0, 10.0, 20.0)  # lesion sensitivity by maximum diameter: 5-10, 10-20, >= 20 mm
+SLICE_BANDS_MM = (0.0, 2.0, 4.0)  # and by the scan's slice spacing: < 2, 2-4, >= 4 mm
+
+
+def _bands(edges: Sequence[float]) -> list[tuple[str, float, float]]:
+    """(label, low, high) of consecutive ``edges``, the last band open: (5, 10) -> '5-10 mm', '>= 10 mm'."""
+    highs = [*edges[1:], math.inf]
+    return [(f">= {lo:g} mm" if hi == math.inf else f"< {hi:g} mm" if lo == 0 else f"{lo:g}-{hi:g} mm", lo, hi)
+            for lo, hi in zip(edges, highs)]
+
+
+def sensitivity_by_band(scores: Sequence[SegmentationScores], n_boot: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Pooled lesion sensitivity by lesion diameter and by the scan's slice spacing. Why: a mean over
+    all lesions hides where a model fails (small lesions, thick slices), which is what a site differs in."""
+    by_diameter = {label: pooled_ratio_ci([sum(found for d, found in s.lesions if lo <= d < hi) for s in scores],
+                                          [sum(lo <= d < hi for d, _ in s.lesions) for s in scores], n_boot, seed)
+                   for label, lo, hi in _bands(DIAMETER_BANDS_MM)}
+    by_slice = {}
+    for label, lo, hi in _bands(SLICE_BANDS_MM):
+        inside = [s for s in scores if lo <= s.slice_mm < hi]
+        by_slice[label] = pooled_ratio_ci([s.detected for s in inside], [s.truth_lesions_evaluated for s in inside], n_boot, seed)
+    return {"diameter": by_diameter, "slice_spacing": by_slice}
+
+
 def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: int) -> dict[str, Any] | None:
     scores = [r.seg for r in results if r.seg is not None]
     if not scores:
@@ -88,6 +112,7 @@ def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: 
     out["lesion_sensitivity"] = pooled_ratio_ci(column("detected"), column("truth_lesions_evaluated"), n_boot, seed)
     out["lesion_sensitivity_per_patient_mean"] = mean_ci(column("lesion_sensitivity"), n_boot, seed)
     out["false_positive_lesions_per_patient"] = mean_ci(column("false_positive_lesions"), n_boot, seed)
+    out["lesion_sensitivity_by"] = sensitivity_by_band(scores, n_boot, seed)
     causes = [m.cause for r in results for m in r.missed]
     out["missed_lesions"] = {cause: causes.count(cause) for cause in (NETWORK, POSTPROCESSING)}
     out["patients"] = len(scores)

@@ -112,6 +112,12 @@ def _limits(head: dict[str, Any]) -> str:
     return ", ".join(parts) or DASH
 
 
+def _by_band(bands: dict[str, dict[str, Any]]) -> str:
+    """'5-10 mm 0.80 (40 of 50), ...': each band's pooled sensitivity and its counts; bands without lesions left out."""
+    return ", ".join(f"{label} {b['value']:.2f} ({b['numerator']} of {b['denominator']})"
+                     for label, b in bands.items() if b["denominator"]) or DASH
+
+
 def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], notes: Sequence[str] = (),
                       gtv: dict[str, Any] | None = None) -> None:
     """Every head in one table, as the multi-head papers report them: accuracy and AUC per
@@ -119,9 +125,12 @@ def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], n
     each beside the cohort's best possible score and image oracle; the segmentation's Dice above it."""
     lines = [f"# Heads of {name}", ""]
     if gtv:
+        by = gtv.get("lesion_sensitivity_by")
         lines += [f"Segmentation: Dice {_cell(gtv.get('dice'))} on tumour slices, volume Dice {_cell(gtv.get('volume_dice'))}, "
                   f"lesion sensitivity {_cell(gtv.get('lesion_sensitivity'))}, "
-                  f"false-positive lesions per patient {_cell(gtv.get('false_positive_lesions_per_patient'), 2)}.", ""]
+                  f"false-positive lesions per patient {_cell(gtv.get('false_positive_lesions_per_patient'), 2)}."
+                  + (f" Lesion sensitivity by diameter: {_by_band(by['diameter'])}; by the scan's slice spacing: "
+                     f"{_by_band(by['slice_spacing'])}." if by else ""), ""]
     lines += ["| Head | Kind | Patients | Accuracy | AUC | MAE | Best possible |", "|---|---|---|---|---|---|---|"]
     for head in heads.values():
         mae = head.get("mae")

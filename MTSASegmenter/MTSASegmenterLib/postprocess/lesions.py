@@ -13,6 +13,7 @@ Geometry follows ITK: the physical point of array voxel ``[k, j, i]`` is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -218,7 +219,7 @@ def lesion_detection(
     spacing: Sequence[float],
     min_diameter_mm: float = 5.0,
     connectivity: int = 26,
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     """Lesion-wise detection for evaluation on ``[z, y, x]`` arrays; ``spacing`` in array order (sz, sy, sx).
 
     Overlap rule: a truth lesion is detected when at least one predicted voxel lies in it. Only
@@ -227,6 +228,7 @@ def lesion_detection(
     small lesion included, is never a false positive. A false positive is a predicted component
     touching no truth voxel. Sensitivity is NaN when no truth lesion is large enough (aggregate
     with ``numpy.nanmean``). Diameters need only spacing: direction cosines do not change lengths.
+    ``evaluated_lesions``: (max diameter mm, detected) of each evaluated truth lesion, for sensitivity by size.
     """
     pred = np.asarray(pred_mask).astype(bool, copy=False)
     truth = np.asarray(truth_mask).astype(bool, copy=False)
@@ -235,7 +237,8 @@ def lesion_detection(
     truth_labels, n_truth = label_components(truth, connectivity)
     pred_labels, n_pred = label_components(pred, connectivity)
     hit_labels = set(np.unique(truth_labels[pred]).tolist())
-    evaluated = [int(lab) for lab in np.flatnonzero(max_diameters_mm(truth_labels, n_truth, spacing) >= min_diameter_mm) + 1]
+    diameters = max_diameters_mm(truth_labels, n_truth, spacing)
+    evaluated = [int(lab) for lab in np.flatnonzero(diameters >= min_diameter_mm) + 1]
     n_eval = len(evaluated)
     n_hit = sum(lab in hit_labels for lab in evaluated)
 
@@ -249,5 +252,6 @@ def lesion_detection(
         "lesion_sensitivity": (n_hit / n_eval) if n_eval else float("nan"),
         "n_pred_lesions": n_pred,
         "n_false_positive_lesions": n_fp,
+        "evaluated_lesions": [(float(diameters[lab - 1]), lab in hit_labels) for lab in evaluated],
     }
 

@@ -16,8 +16,9 @@ from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from training.data.cohort import read_cohort
 from training.evaluation.cli import main
 from training.evaluation.evaluate import CaseSelection, EvalSettings, evaluate_model, select_cases
-from training.evaluation.scores import missed_lesions, segmentation_scores
-from training.evaluation.tables import CSV_COLUMNS, TABLE_COLUMNS
+from training.evaluation.scores import PatientResult, missed_lesions, segmentation_scores
+from training.evaluation.summary import sensitivity_by_band
+from training.evaluation.tables import CSV_COLUMNS, TABLE_COLUMNS, write_heads_table
 
 FAST = EvalSettings(device="cpu", n_boot=50, synthetic=False, progress_bar=False)
 
@@ -34,6 +35,27 @@ def test_segmentation_scores_of_a_perfect_prediction() -> None:
     pred[0, 10:13, 10:13] = True
     s = segmentation_scores(pred, truth, (2.0, 1.0, 1.0), pred, truth, (2.0, 1.0, 1.0))
     assert s.dice == 1.0 and s.volume_dice < 1.0 and s.false_positive_lesions == 1
+
+
+def test_lesion_sensitivity_is_broken_down_by_diameter_and_slice_spacing(tmp_path: Path) -> None:
+    """A 1 mm-slice scan with a 5.2 mm lesion found and a 12 mm one missed, a 5 mm-slice scan with a 29 mm
+    lesion found: each band pools its own lesions, a band without lesions has no value, heads.md says so."""
+    thin = np.zeros((20, 40, 40), bool)
+    thin[2:6, 2:6, 2:6] = thin[10:18, 20:28, 20:28] = True
+    found = np.zeros_like(thin)
+    found[3, 3, 3] = True
+    thick = np.zeros((10, 40, 40), bool)
+    thick[2:5, 5:25, 5:25] = True
+    scores = [segmentation_scores(found, thin, (1.0, 1.0, 1.0), found, thin, (1.0, 1.0, 1.0)),
+              segmentation_scores(thick, thick, (5.0, 1.0, 1.0), thick, thick, (5.0, 1.0, 1.0))]
+    assert [s.slice_mm for s in scores] == [1.0, 5.0] and "lesions" not in PatientResult("p", scores[0], 0.0).row()
+    by = sensitivity_by_band(scores, n_boot=50, seed=0)
+    counts = {kind: {band: (b["numerator"], b["denominator"], b["value"]) for band, b in bands.items()} for kind, bands in by.items()}
+    assert counts == {"diameter": {"5-10 mm": (1, 1, 1.0), "10-20 mm": (0, 1, 0.0), ">= 20 mm": (1, 1, 1.0)},
+                      "slice_spacing": {"< 2 mm": (1, 2, 0.5), "2-4 mm": (0, 0, None), ">= 4 mm": (1, 1, 1.0)}}
+    write_heads_table(tmp_path / "heads.md", "m", {}, gtv={"lesion_sensitivity_by": by})
+    assert ("Lesion sensitivity by diameter: 5-10 mm 1.00 (1 of 1), 10-20 mm 0.00 (0 of 1), >= 20 mm 1.00 (1 of 1); "
+            "by the scan's slice spacing: < 2 mm 0.50 (1 of 2), >= 4 mm 1.00 (1 of 1).") in (tmp_path / "heads.md").read_text()
 
 
 def test_missed_lesions_name_the_step_that_lost_them_and_where_they_are() -> None:
