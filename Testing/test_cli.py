@@ -63,6 +63,16 @@ def test_predict_writes_segmentation_and_report(tmp_path, capsys, tiny_checkpoin
     assert code == 0, err
 
 
+def test_predict_prints_a_caution_for_thick_slices(tmp_path, capsys, tiny_checkpoint):
+    for name, spacing, size in (("thin", (1.5, 1.5, 2.5), (64, 72, 40)), ("thick", (1.5, 1.5, 6.0), (64, 72, 16))):
+        path = tmp_path / f"{name}.nrrd"
+        sitk.WriteImage(lesion_volume(size=size, spacing=spacing)[0], str(path))
+        assert main(["predict", str(path), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "out")]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        cautions = [line for line in lines if line.startswith("  caution: ")]
+        assert (cautions == []) if name == "thin" else (len(cautions) == 1 and "6.0 mm slices" in cautions[0])
+
+
 def preset_checkpoint(folder: Path, preset: str) -> Path:
     """A tiny untrained checkpoint with a preset's tasks, intensity mapping and network options."""
     spec = PRESETS[preset]

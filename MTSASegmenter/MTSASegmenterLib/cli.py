@@ -105,6 +105,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             close()
         write_prediction_files(targets[path], result.mask, result.report.to_dict(), segment=result.segment, dicom=source)
         print(summary_line(result.report))
+        for caution in result.report.input.cautions():
+            print(f"  caution: {caution}")
     return 0
 
 

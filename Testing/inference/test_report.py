@@ -17,7 +17,7 @@ def test_the_json_has_the_contract_keys_in_order_and_a_version():
     report = predict_volume(image, stand_in(), device="cpu", case="p1", source="p1.nrrd").report
     assert isinstance(report, Report) and isinstance(report.heads["egfr"], BinaryAnswer)
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert list(data) == ["report_version", "case", "input", "model", "gtv", "slices", "heads", "egfr", "device", "timing"]
+    assert list(data) == ["report_version", "case", "input", "model", "gtv", "slices", "heads", "egfr", "device", "timing", "cautions"]
     assert data["report_version"] == REPORT_VERSION == 1 and data["case"] == "p1" and data["heads"] == ["egfr"]
     assert list(data["input"]) == ["path", "size", "spacing", "origin", "direction", "orientation"]
     assert data["input"]["size"] == list(image.GetSize()) and data["input"]["orientation"] == "LPS"
@@ -30,6 +30,14 @@ def test_the_json_has_the_contract_keys_in_order_and_a_version():
     assert data["egfr"]["call"] in ("mutant", "wild-type") and data["egfr"]["slices_used"]
     assert list(data["slices"]) == ["count", "predicted", "spacing_mm", "note"] and data["device"] == "cpu"
     assert list(data["timing"]) == ["total_s", "inference_s"]
+    assert data["cautions"] == []  # 2.5 mm slices
+
+
+def test_thick_slices_carry_a_caution():
+    """5-10 mm lesions in 6 mm slices are lost more often (model card): the report says so, naming the thickness."""
+    image, _ = lesion_volume(size=(64, 72, 16), spacing=(1.5, 1.5, 6.0))
+    cautions = predict_volume(image, stand_in(), device="cpu").report.to_dict()["cautions"]
+    assert len(cautions) == 1 and cautions[0].startswith("6.0 mm slices: lesions under about 12 mm lie in one or two slices")
 
 
 def test_total_time_counts_from_the_callers_start():

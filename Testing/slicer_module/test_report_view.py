@@ -117,6 +117,9 @@ def test_device_choices(available, labels, enabled):
 def test_model_warning_and_progress():
     assert rv.model_warning(True) == rv.SYNTHETIC_WARNING and "synthetic" in rv.SYNTHETIC_WARNING
     assert rv.model_warning(False) == ""
+    caution = "6.0 mm slices: lesions under about 12 mm lie in one or two slices"
+    assert rv.warning_text({"model": {"synthetic_only": True}, "cautions": [caution]}) == rv.SYNTHETIC_WARNING + "\n" + caution
+    assert rv.warning_text({"model": {"synthetic_only": False}}) == ""
     assert rv.model_text("MTSA-Net", "0.1.0", True) == "MTSA-Net 0.1.0 (synthetic demo)"
     assert [rv.progress_percent(f) for f in (-0.1, 0.0, 0.333, 1.0, 1.5)] == [0, 0, 33, 100, 100]
 

@@ -19,6 +19,9 @@ from ..postprocess.lesions import Lesion
 
 REPORT_VERSION = 1
 SLICE_NOTE = "slice indices count the model's axial slices from inferior to superior"
+# From this spacing on, lesions of 5-10 mm lie in one or two slices and are lost more often (model card, "A fresh
+# external draw": lesion sensitivity by slice spacing).
+THICK_SLICE_MM = 4.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,14 @@ class InputSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "size": list(self.size), "spacing": list(self.spacing), "origin": list(self.origin),
                 "direction": list(self.direction), "orientation": self.orientation}
+
+    def cautions(self) -> list[str]:
+        """What about the scan makes its GTV less trustworthy, in words a clinician can act on; empty for a typical scan."""
+        thickest = max(self.spacing)
+        if thickest < THICK_SLICE_MM:
+            return []
+        return [f"{thickest:.1f} mm slices: lesions under about {2 * thickest:.0f} mm lie in one or two slices and are easily "
+                "missed or under-segmented; radiosurgery is planned on 1-1.5 mm slices"]
 
 
 @dataclass(frozen=True)
@@ -147,4 +158,4 @@ class Report:
         return {"report_version": self.version, "case": self.case, "input": self.input.to_dict(), "model": self.model.to_dict(),
                 "gtv": self.gtv.to_dict(), "slices": self.slices.to_dict(), "heads": list(self.heads),
                 **{key: answer.to_dict() for key, answer in self.heads.items()},
-                "device": self.device, "timing": self.timing.to_dict()}
+                "device": self.device, "timing": self.timing.to_dict(), "cautions": self.input.cautions()}

@@ -234,5 +234,11 @@ def model_warning(synthetic_only: bool) -> str:
     return SYNTHETIC_WARNING if synthetic_only else ""
 
 
+def warning_text(report: Mapping[str, Any]) -> str:
+    """Shown above the results: the model's warning and the scan's cautions (thick slices), one per line."""
+    model = report.get("model") or {}
+    return "\n".join(filter(None, [model_warning(bool(model.get("synthetic_only"))), *(report.get("cautions") or [])]))
+
+
 def progress_percent(fraction: float) -> int:
     return int(round(100 * min(1.0, max(0.0, float(fraction)))))

@@ -265,7 +265,7 @@ class SegmenterPanel(VTKObservationMixin):
         model = report.get("model") or {}
         self.ui.modelInfoLabel.text = report_view.model_text(model.get("name", ""), model.get("version", ""),
                                                              bool(model.get("synthetic_only")))
-        warning = report_view.model_warning(bool(model.get("synthetic_only")))
+        warning = report_view.warning_text(report)
         self.ui.syntheticWarningLabel.text = warning
         self.ui.syntheticWarningLabel.setVisible(bool(warning))
         self._applyText = report_view.apply_text(report_view.task_names(report))
