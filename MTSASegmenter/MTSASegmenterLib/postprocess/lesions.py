@@ -13,8 +13,8 @@ Geometry follows ITK: the physical point of array voxel ``[k, j, i]`` is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
