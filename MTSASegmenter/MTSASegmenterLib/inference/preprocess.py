@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from ..config import PreprocessConfig
 
 _MAX_STAT_VOXELS = 8_000_000  # larger volumes are subsampled for the intensity statistics
+BRIGHT_FRACTION = 0.1  # tissue lies above this fraction of the bright level (99th percentile) at least
 BACKGROUND_NOISE_MULTIPLE = 3.0  # tissue lies above this multiple of the background's median (see IntensityStats.of)
 AIR_BOX_MULTIPLE = 2.0  # with noisy air, the tissue box holds the voxels above this multiple of the air's floor
 
@@ -33,7 +34,7 @@ class IntensityStats:
 
     scale: float
     offset: float = 0.0
-    air_floor: float = 0.0  # raw value below which a noisy background's air lies (0: none above a tenth of the bright level)
+    air_floor: float = 0.0  # raw value below which a noisy background's air lies (0: none above BRIGHT_FRACTION of the bright level)
 
     @classmethod
     def of(cls, image: sitk.Image, cfg: PreprocessConfig | None = None) -> "IntensityStats":
@@ -47,7 +48,7 @@ class IntensityStats:
         high = float(np.percentile(sample, 99.0))
         floor = tissue_floor(sample, high) if high > 0 else 0.0
         tissue = sample[sample > floor]
-        air = floor if floor > 0.1 * high else 0.0
+        air = floor if floor > BRIGHT_FRACTION * high else 0.0
         if cfg.normalisation == "percentile" and tissue.size:
             lo, hi = (float(v) for v in np.percentile(tissue, cfg.percentiles))
             return cls(scale=hi - lo if hi > lo else 1.0, offset=lo, air_floor=air)
@@ -60,14 +61,14 @@ class IntensityStats:
 
 
 def tissue_floor(sample: np.ndarray, high: float) -> float:
-    """The value above which a voxel counts as tissue: a tenth of the bright level ``high``, or
+    """The value above which a voxel counts as tissue: ``BRIGHT_FRACTION`` (a tenth) of the bright level ``high``, or
     ``BACKGROUND_NOISE_MULTIPLE`` times the median of the air below it if that is higher.
     Why: with a wide field of view and a noisy coil the air's noise reaches a tenth of the bright level;
     counted as tissue it pulled the median down to the noise and the whole head saturated at ``clip_max``
     (three of 40 external-site phantoms lost every lesion so). The air is what lies below the floor,
     so the floor is raised until it holds still (noise above a tenth of ``high`` is seen only in parts
     at first); a background of zeros leaves the tenth."""
-    floor = 0.1 * high
+    floor = BRIGHT_FRACTION * high
     for _ in range(20):
         background = sample[sample <= floor]
         raised = BACKGROUND_NOISE_MULTIPLE * float(np.median(background)) if background.size else 0.0
