@@ -11,7 +11,10 @@ from MTSASegmenterLib.postprocess.lesions import (
     Lesion,
     find_lesions,
     find_lesions_array,
+    label_components,
     lesion_detection,
+    max_diameters_mm,
+    measure_labels,
 )
 
 SPACING = (0.6, 0.8, 2.0)  # sitk order (x, y, z): anisotropic, thick slices
@@ -91,6 +94,12 @@ def test_two_blobs_sorted_by_volume_and_connectivity():
     assert len(find_lesions_array(b, (1.0, 1.0, 1.0))) == 1
     assert len(find_lesions_array(b, (1.0, 1.0, 1.0), connectivity=6)) == 2
     assert find_lesions_array(np.zeros((3, 3, 3), bool), (1.0, 1.0, 1.0)) == []
+    # measure_labels keeps the label order and numbers (evaluate measures a missed lesion by its label).
+    labels, n = label_components(a)
+    by_label = measure_labels(labels, n, (0.5, 0.5, 2.0))
+    assert [les.id for les in by_label] == [1, 2] and [les.voxel_count for les in by_label] == [8, 75]
+    assert list(max_diameters_mm(labels, n, (2.0, 0.5, 0.5))) == [les.max_diameter_mm for les in by_label]
+    assert sorted(by_label, key=lambda les: -les.voxel_count)[0].max_diameter_mm == lesions[0].max_diameter_mm
 
 
 def test_large_flat_lesion_uses_hull_path_exactly():

@@ -27,7 +27,7 @@ from MTSASegmenterLib.io.overlay import write_overlay
 from MTSASegmenterLib.metrics import dice, hd95, pixel_precision_recall
 from MTSASegmenterLib.model.checkpoint import LoadedModel
 from MTSASegmenterLib.postprocess.heads import INDETERMINATE, slice_values
-from MTSASegmenterLib.postprocess.lesions import diameters_and_centroids, label_components, lesion_detection
+from MTSASegmenterLib.postprocess.lesions import label_components, lesion_detection, measure_labels
 
 from ..data.cohort import Case, egfr_head
 from ..data.slices import read_mask
@@ -53,7 +53,7 @@ class SegmentationScores:
     false_positive_lesions: int
     truth_volume_ml: float
     predicted_volume_ml: float
-    slice_mm: float  # the input's slice spacing: thick slices hide small lesions
+    slice_mm: float  # the input's thickest spacing (its slices', as the report's caution): thick slices hide small lesions
     lesions: tuple[tuple[float, bool], ...] = ()  # (max diameter mm, detected) per evaluated truth lesion; not a CSV column
 
 
@@ -87,7 +87,7 @@ def segmentation_scores(
         false_positive_lesions=int(detection["n_false_positive_lesions"]),
         truth_volume_ml=float(truth_volume.sum()) * voxel_ml,
         predicted_volume_ml=float(pred_volume.sum()) * voxel_ml,
-        slice_mm=float(volume_spacing[0]),
+        slice_mm=float(max(volume_spacing)),
         lesions=tuple(detection["evaluated_lesions"]),
     )
 
@@ -117,18 +117,17 @@ def missed_lesions(pred: np.ndarray, truth: np.ndarray, geometry: sitk.Image,
         return []
     relabel = np.zeros(n + 1, dtype=labels.dtype)
     relabel[untouched] = np.arange(1, len(untouched) + 1)
-    unmarked = [(k, d, c) for k, (d, c) in zip(untouched, diameters_and_centroids(relabel[labels], len(untouched), geometry))
-                if d >= MIN_LESION_MM]
+    measured = measure_labels(relabel[labels], len(untouched), geometry.GetSpacing(), geometry.GetOrigin(), geometry.GetDirection())
+    unmarked = [(k, lesion) for k, lesion in zip(untouched, measured) if lesion.max_diameter_mm >= MIN_LESION_MM]
     if not unmarked:
         return []
     removed, probability = removals()
-    voxel_ml = float(np.prod(geometry.GetSpacing())) / 1000.0
     missed = []
-    for k, diameter, centroid in unmarked:
+    for k, lesion in unmarked:
         inside = labels == k
         cut = bool(removed[inside].any())
-        missed.append(MissedLesion(float(inside.sum() * voxel_ml), float(diameter), POSTPROCESSING if cut else NETWORK,
-                                   math.nan if cut else float(probability[inside].max()), centroid))
+        missed.append(MissedLesion(lesion.volume_ml, lesion.max_diameter_mm, POSTPROCESSING if cut else NETWORK,
+                                   math.nan if cut else float(probability[inside].max()), lesion.centroid_ras))
     return missed
 
 

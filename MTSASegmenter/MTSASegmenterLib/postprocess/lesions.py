@@ -13,7 +13,7 @@ Geometry follows ITK: the physical point of array voxel ``[k, j, i]`` is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 __all__ = ["Lesion", "find_lesions", "find_lesions_array", "label_components", "component_peaks", "drop_weak_components",
-           "max_diameter_mm", "max_diameters_mm", "diameters_and_centroids", "lesion_detection"]
+           "max_diameter_mm", "max_diameters_mm", "measure_labels", "lesion_detection"]
 
 # Below this many surface points the exact all-pairs search is cheap; above it the convex hull
 # removes the interior points first (the farthest pair always lies on the hull).
@@ -127,12 +127,15 @@ def _index_to_lps(idx_zyx: np.ndarray, spacing_xyz: np.ndarray, origin: np.ndarr
     return origin + (ijk * spacing_xyz) @ direction.T
 
 
-def _measure_components(
-    labels: np.ndarray, n: int, sp: np.ndarray, org: np.ndarray, dirm: np.ndarray
-) -> list[tuple[int, int, float, tuple[float, float, float], tuple[int, ...]]]:
-    """(label, voxel_count, max_diameter_mm, centroid_ras, bbox) for labels 1..n, in label order."""
+def measure_labels(labels: np.ndarray, n: int, spacing: Sequence[float], origin: Sequence[float] = (0.0, 0.0, 0.0),
+                   direction: Sequence[float] | np.ndarray | None = None) -> list[Lesion]:
+    """Lesions of labels 1..n of a ``[z, y, x]`` label array, in label order (``id`` is the label); geometry
+    the sitk way (``spacing``, ``origin`` x, y, z; ``direction`` 9 values or 3 x 3, identity if None)."""
     if n == 0:
         return []
+    sp, org = np.asarray(spacing, dtype=float).reshape(3), np.asarray(origin, dtype=float).reshape(3)
+    dirm = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
+    voxel_ml = float(np.prod(sp)) / 1000.0
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     boxes = ndimage.find_objects(labels)  # per-component work stays in its box (center_of_mass scans the volume per call)
     out = []
@@ -142,24 +145,18 @@ def _measure_components(
         start = np.array([s.start for s in box])
         # Pad by one so the erosion sees background around the component, not the crop edge.
         surf = _surface_indices(np.pad(comp, 1)) - 1 + start
-        diam = max_diameter_mm(_index_to_lps(surf, sp, org, dirm))
-        centroid = np.argwhere(comp).mean(axis=0) + start
-        c_lps = _index_to_lps(centroid[None], sp, org, dirm)[0]
-        bbox = tuple(int(s.start) for s in box) + tuple(int(s.stop) for s in box)
-        out.append((lab, int(counts[lab - 1]), diam, (float(-c_lps[0]), float(-c_lps[1]), float(c_lps[2])), bbox))
+        centroid = _index_to_lps((np.argwhere(comp).mean(axis=0) + start)[None], sp, org, dirm)[0]
+        out.append(Lesion(id=lab, volume_ml=int(counts[lab - 1]) * voxel_ml,
+                          max_diameter_mm=max_diameter_mm(_index_to_lps(surf, sp, org, dirm)),
+                          centroid_ras=(float(-centroid[0]), float(-centroid[1]), float(centroid[2])),
+                          voxel_count=int(counts[lab - 1]),
+                          bbox=tuple(int(s.start) for s in box) + tuple(int(s.stop) for s in box)))  # type: ignore[arg-type]
     return out
 
 
 def max_diameters_mm(labels: np.ndarray, n: int, spacing_zyx: Sequence[float]) -> np.ndarray:
     """Max diameter (mm) of labels 1..n of a ``[z, y, x]`` label array; direction cosines do not change lengths."""
-    sp_xyz = np.asarray(spacing_zyx, dtype=float).reshape(3)[::-1]
-    return np.array([m[2] for m in _measure_components(labels, n, sp_xyz, np.zeros(3), np.eye(3))])
-
-
-def diameters_and_centroids(labels: np.ndarray, n: int, geometry: sitk.Image) -> list[tuple[float, tuple[float, float, float]]]:
-    """(max diameter mm, centroid RAS mm) of labels 1..n of a ``[z, y, x]`` array on ``geometry``'s grid."""
-    sp, org = (np.asarray(v, dtype=float) for v in (geometry.GetSpacing(), geometry.GetOrigin()))
-    return [(m[2], m[3]) for m in _measure_components(labels, n, sp, org, np.asarray(geometry.GetDirection()).reshape(3, 3))]
+    return np.array([lesion.max_diameter_mm for lesion in measure_labels(labels, n, list(spacing_zyx)[::-1])])
 
 
 def find_lesions_array(
@@ -178,26 +175,9 @@ def find_lesions_array(
     mask = np.asarray(mask).astype(bool, copy=False)
     if mask.ndim != 3:
         raise ValueError(f"mask must be 3-D [z, y, x], got shape {mask.shape}")
-    sp = np.asarray(spacing, dtype=float).reshape(3)
-    org = np.asarray(origin, dtype=float).reshape(3)
-    dirm = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
-    voxel_ml = float(np.prod(sp)) / 1000.0
-
-    labels, n = label_components(mask, connectivity)
-    found = _measure_components(labels, n, sp, org, dirm)
-    found = [f[1:] for f in found]
-    found.sort(key=lambda f: (-f[0], f[3]))  # volume descending; position breaks ties deterministically
-    return [
-        Lesion(
-            id=i,
-            volume_ml=count * voxel_ml,
-            max_diameter_mm=diam,
-            centroid_ras=tuple(float(c) for c in cen),  # type: ignore[arg-type]
-            voxel_count=count,
-            bbox=bbox,  # type: ignore[arg-type]
-        )
-        for i, (count, diam, cen, bbox) in enumerate(found, start=1)
-    ]
+    found = measure_labels(*label_components(mask, connectivity), spacing, origin, direction)
+    found.sort(key=lambda lesion: (-lesion.voxel_count, lesion.bbox))  # volume descending; position breaks ties deterministically
+    return [replace(lesion, id=i) for i, lesion in enumerate(found, start=1)]
 
 
 def find_lesions(mask: sitk.Image, connectivity: int = 26) -> list[Lesion]:
