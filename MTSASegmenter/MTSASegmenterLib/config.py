@@ -89,6 +89,9 @@ class PreprocessConfig:
     input_size: int = 384  # model grid is input_size x input_size in-plane
     context_slices: int = 1  # neighbours on each side fed as channels: in_channels = 2*context+1
     min_slice_mm: float = 1.0  # axial slice spacing of the model grid is max(native, this)
+    # 0: the model grid keeps a thick scan's slices; else a scan with thicker slices is predicted on slices interpolated
+    # to native / ceil(native / this) mm, so a lesion in one or two native slices spans several (model card, "P3c")
+    max_slice_mm: float = 0.0
     clip_max: float = 4.0  # normalised intensities are clipped to [0, clip_max]
     tissue_threshold: float = 0.1  # tissue = voxels above this normalised intensity
     min_tissue_fraction: float = 0.01  # slices with less tissue than this share of pixels are skipped
@@ -103,6 +106,8 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if not (self.spacing_mm > 0 and self.min_slice_mm > 0):
             raise ValueError("spacings must be positive")
+        if self.max_slice_mm and self.max_slice_mm < self.min_slice_mm:
+            raise ValueError(f"max_slice_mm must be 0 (none) or at least min_slice_mm ({self.min_slice_mm}), got {self.max_slice_mm}")
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}")
         if not (0 <= self.percentiles[0] < self.percentiles[1] <= 100 and self.window[0] < self.window[1]):

@@ -125,6 +125,23 @@ def test_thick_slices_set_the_slice_spacing_and_thin_ones_are_capped():
     assert ModelGrid.for_image(thin, PREP).reference.GetSpacing()[2] == pytest.approx(1.0)
 
 
+def test_slices_thicker_than_max_slice_mm_are_interpolated_and_keep_their_own_positions():
+    image, truth = lesion_volume(spacing=(1.0, 1.0, 6.5), size=(96, 110, 14))
+    grid = ModelGrid.for_image(image, PreprocessConfig(spacing_mm=1.0, input_size=128, min_slice_mm=1.0, max_slice_mm=3.0))
+    assert grid.reference.GetSpacing()[2] == pytest.approx(6.5 / 3) and grid.slice_step == 3  # native / ceil(native / 3)
+    z_model = {round(z, 6) for z in grid.slice_positions_mm}
+    tissue_slices = np.flatnonzero(sitk.GetArrayViewFromImage(image).max(axis=(1, 2)) > 100)
+    assert {round(image.TransformIndexToPhysicalPoint((0, 0, int(k)))[2], 6) for k in tissue_slices} <= z_model
+    back = grid.grid_to_image(grid.mask_to_grid(truth).astype(np.float32), image) >= 0.5
+    assert dice(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(truth)) == 1.0
+    thin, _ = lesion_volume(spacing=(1.0, 1.0, 2.5))
+    assert ModelGrid.for_image(thin, grid.cfg).reference.GetSpacing()[2] == pytest.approx(2.5)  # under the limit: native
+    assert ModelGrid.for_image(thin, grid.cfg).slice_step == 1
+    with pytest.raises(ValueError, match="max_slice_mm"):
+        PreprocessConfig(min_slice_mm=2.0, max_slice_mm=1.5)
+    assert PreprocessConfig.from_dict({k: v for k, v in grid.cfg.to_dict().items() if k != "max_slice_mm"}).max_slice_mm == 0.0
+
+
 def test_normalise_clips_and_stack_context_repeats_edges():
     values = normalise(np.array([-5.0, 0.0, 100.0, 1e6]), IntensityStats(scale=100.0), PREP)
     assert values.tolist() == [0.0, 0.0, 1.0, PREP.clip_max]

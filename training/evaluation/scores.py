@@ -226,7 +226,7 @@ def evaluate_case(case: Case, model: LoadedModel, device: str, pictures: Path | 
     answers = {t.key: head_answer(prediction, model, t) for t in heads}
     features = None
     if any(case.labels.get(column, "").strip() for column in oracle_columns):
-        features = lesion_feature_row(prediction.volume, truth_grid, prediction.grid.spacing_zyx)
+        features = lesion_feature_row(prediction.volume, truth_grid, prediction.grid.spacing_zyx, prediction.grid.slice_step)
     if pictures is not None:
         write_overlay(pictures / f"{case.case_id}_overlay.png", prediction.grid, prediction.volume, prediction.mask, truth)
         task = egfr_head(heads)

@@ -91,6 +91,7 @@ class Measured:
     truth: np.ndarray  # truth GTV on the model grid
     spacing_zyx: tuple[float, float, float]
     slice_values: dict[int, np.ndarray]  # the EGFR head's per-slice probabilities (none without one)
+    slice_step: int = 1  # model slices per acquired slice (ModelGrid.slice_step)
 
 
 def measure(case: Case, model: LoadedModel, device: str) -> Measured:
@@ -100,7 +101,8 @@ def measure(case: Case, model: LoadedModel, device: str) -> Measured:
     return Measured(case, prediction.volume, prediction.slices.gtv_probability,
                     prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
                     prediction.grid.spacing_zyx,
-                    slice_values(model.tasks, prediction.slices.class_logits)[task.name] if task else {})
+                    slice_values(model.tasks, prediction.slices.class_logits)[task.name] if task else {},
+                    prediction.grid.slice_step)
 
 
 @dataclass
@@ -180,10 +182,11 @@ def lowest_threshold(scores: np.ndarray, false: np.ndarray, max_false: float) ->
     return float(cuts[np.argmax(allowed)] if allowed.any() else cuts[-1])
 
 
-def lesion_feature_row(volume: np.ndarray, gtv: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:
+def lesion_feature_row(volume: np.ndarray, gtv: np.ndarray, spacing_zyx: tuple[float, float, float],
+                       slice_step: int = 1) -> dict[str, float]:
     """The patient-level lesion features (``PATIENT_FEATURES``) of the GTV ``gtv`` in the normalised
     model-grid ``volume``: the patient model's input, measured as the product measures it."""
-    return patient_features(measure_lesions(volume, gtv, spacing_zyx))
+    return patient_features(measure_lesions(volume, gtv, spacing_zyx, slice_step=slice_step))
 
 
 def patient_row(p: Measured, components: Components, component_model: dict[str, Any], min_probability: float,
@@ -195,7 +198,7 @@ def patient_row(p: Measured, components: Components, component_model: dict[str, 
         drop_scored_components(probability, components.labels, scores, min_probability)
     areas = {z: float((probability[z] >= 0.5).sum()) for z in p.slice_values}
     paper = top_area_half_mean(areas, {z: float(v[-1]) for z, v in p.slice_values.items()}).probability
-    return {"case": p.case.case_id, "egfr": "" if egfr is None else egfr, **lesion_feature_row(p.volume, probability >= 0.5, p.spacing_zyx),
+    return {"case": p.case.case_id, "egfr": "" if egfr is None else egfr, **lesion_feature_row(p.volume, probability >= 0.5, p.spacing_zyx, p.slice_step),
             SLICE_FEATURE: 0.5 if paper is None else paper}
 
 
@@ -280,6 +283,9 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     p.add_argument("--gamma-view", type=float, action="append", metavar="G",
                    help="predict each slice also with its intensities raised to G (repeatable), a view that may grow the "
                         "lesions the plain one marks (faint enhancement stands out); stored with the model, the filter fitted on it")
+    p.add_argument("--max-slice-mm", type=float, metavar="MM",
+                   help="predict scans with slices thicker than MM on slices interpolated to at most MM apart (a small "
+                        "lesion in one or two thick slices then spans several); stored with the model, the filter fitted on it")
     p.add_argument("--with-slice-probability", action="store_true",
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
     p.add_argument("--device", default="auto", choices=DEVICES)
@@ -297,11 +303,13 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out}: would replace the input model; choose another path")
     check_writable([args.out, feature_table_path(args.out)], args.overwrite)
     model = load_checkpoint(args.model)
-    if args.gamma_view:
-        try:  # PreprocessConfig checks the powers and the normalisation they need
-            model = replace(model, preprocess=replace(model.preprocess, gamma_views=tuple(args.gamma_view)))
+    for flag, key, value in (("--gamma-view", "gamma_views", tuple(args.gamma_view or ())), ("--max-slice-mm", "max_slice_mm", args.max_slice_mm)):
+        if value is None or value == ():
+            continue
+        try:  # PreprocessConfig checks them (the powers and the normalisation they need, the slice limits)
+            model = replace(model, preprocess=replace(model.preprocess, **{key: value}))
         except ValueError as e:
-            raise InputError(f"--gamma-view {' '.join(map(str, args.gamma_view))}: {e}") from e
+            raise InputError(f"{flag} {' '.join(map(str, value)) if isinstance(value, tuple) else value}: {e}") from e
     summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
                        max_fp_per_patient=args.max_fp_per_patient, filter_features=TWIN_FEATURES if args.mirror_twin else COMPONENT_FEATURES)
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])

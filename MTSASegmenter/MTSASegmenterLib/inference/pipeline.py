@@ -114,7 +114,7 @@ def answer_heads(model: LoadedModel, grid: ModelGrid, outputs: SliceOutputs, vol
     values = slice_values(model.tasks, outputs.class_logits)
     lesions = None
     if any(t.aggregation == LESION_LOGISTIC for t in model.heads):
-        lesions = measure_lesions(volume, outputs.gtv_probability >= 0.5, grid.spacing_zyx)
+        lesions = measure_lesions(volume, outputs.gtv_probability >= 0.5, grid.spacing_zyx, slice_step=grid.slice_step)
     return {task.key: head_answer(task, values[task.name], areas, grid.slice_positions_mm, lesions) for task in model.heads}
 
 

@@ -2,14 +2,16 @@
 
 The model grid is defined in physical (LPS) space only: identity direction, ``spacing_mm``
 in-plane, ``input_size`` square, centred on the tissue, with axial slices at the native slice
-spacing (never thinner than ``min_slice_mm``). Because nothing in it depends on how the voxels are
-stored, the same patient stored axial, sagittal, coronal, flipped or in another axis order gives
+spacing (never thinner than ``min_slice_mm``; with ``max_slice_mm``, thick slices are interpolated
+and every acquired slice of an axial scan is one of the model's). Because nothing in it depends on
+how the voxels are stored, the same patient stored axial, sagittal, coronal, flipped or in another axis order gives
 the same model slices; and because both directions are plain resampling between two physical
 grids, the inverse mapping is exact up to interpolation.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +116,7 @@ class ModelGrid:
     reference: sitk.Image  # empty image carrying the model grid's geometry
     stats: IntensityStats
     cfg: PreprocessConfig
+    slice_step: int = 1  # model slices per acquired slice (> 1 where max_slice_mm interpolates thick slices)
 
     @classmethod
     def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
@@ -124,6 +127,8 @@ class ModelGrid:
         # The native axis closest to superior sets the slice spacing, so an axial scan keeps its slices.
         axis = int(np.argmax(np.abs(matrix[2]) / np.linalg.norm(matrix, axis=0)))
         z_spacing = max(float(image.GetSpacing()[axis]), cfg.min_slice_mm)
+        step = math.ceil(z_spacing / cfg.max_slice_mm) if cfg.max_slice_mm else 1
+        z_spacing /= step
         z_extent = float(box_hi[2] - box_lo[2])
         n_z = int(np.floor(z_extent / z_spacing + 1e-6)) + 1
         z0 = box_lo[2] + (z_extent - (n_z - 1) * z_spacing) / 2
@@ -133,7 +138,7 @@ class ModelGrid:
         reference.SetSpacing((cfg.spacing_mm, cfg.spacing_mm, z_spacing))
         reference.SetOrigin((float(centre_xy[0] - half), float(centre_xy[1] - half), float(z0)))
         reference.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
-        return cls(reference=reference, stats=stats, cfg=cfg)
+        return cls(reference=reference, stats=stats, cfg=cfg, slice_step=step)
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:

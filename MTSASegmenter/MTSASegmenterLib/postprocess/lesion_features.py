@@ -43,8 +43,13 @@ def equivalent_diameter_mm(volume_ml: float) -> float:
 
 
 def measure_lesions(volume: np.ndarray, mask: np.ndarray, spacing_zyx: tuple[float, float, float],
-                    min_volume_ml: float = 0.02) -> list[LesionFeatures]:
-    """Features of each 26-connected component of ``mask`` of at least ``min_volume_ml``, largest first."""
+                    min_volume_ml: float = 0.02, slice_step: int = 1) -> list[LesionFeatures]:
+    """Features of each 26-connected component of ``mask`` of at least ``min_volume_ml``, largest first,
+    measured on every ``slice_step``-th slice: on a grid that interpolates thick slices (``ModelGrid.slice_step``)
+    those are the scanner's own, and interior, necrosis and texture are read from what was acquired."""
+    if slice_step > 1:
+        volume, mask = volume[::slice_step], mask[::slice_step]
+        spacing_zyx = (spacing_zyx[0] * slice_step, spacing_zyx[1], spacing_zyx[2])
     labels, n = label_components(mask)
     if n == 0:
         return []

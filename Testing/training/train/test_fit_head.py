@@ -79,6 +79,12 @@ def test_features_of_known_lesions() -> None:
     assert 0.08 < les.texture < 0.12 and abs(les.oedema) < 0.02
     necrotic = measure_lesions(*_lesion(True, True, 0.05), SPACING)[0]
     assert necrotic.necrotic and necrotic.oedema > 0.1
+    # On a grid that interpolates thick slices, the features are read from the acquired slices only.
+    volume, gtv = _lesion(True, True, 0.05)
+    interpolated = np.repeat(volume, 3, axis=0), np.repeat(gtv, 3, axis=0)
+    spacing = (SPACING[0] / 3, SPACING[1], SPACING[2])
+    assert measure_lesions(*interpolated, spacing, slice_step=3) == measure_lesions(volume, gtv, SPACING)
+    assert measure_lesions(*interpolated, spacing) != measure_lesions(volume, gtv, SPACING)
 
 
 def test_small_components_are_not_lesions_and_sums_grow_with_count() -> None:
@@ -196,13 +202,16 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
     assert all(torch.equal(payload["state_dict"][k], v) for k, v in model.net.state_dict().items())
     twin = tmp_path / "twin.pt"
     assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(twin), "--device", "cpu", "--mirror-twin",
-                 "--gamma-view", "1.5"]) == 0
+                 "--gamma-view", "1.5", "--max-slice-mm", "4"]) == 0
     twin_model = load_checkpoint(twin)
     assert twin_model.info.metrics["patient_head"]["filter_features"] == list(TWIN_FEATURES)
     assert twin_model.preprocess.gamma_views == (1.5,) and loaded.preprocess.gamma_views == ()
+    assert twin_model.preprocess.max_slice_mm == 4.0 and loaded.preprocess.max_slice_mm == 0.0
     assert loaded.info.metrics["patient_head"]["filter_features"] == list(COMPONENT_FEATURES)
     assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(tmp_path / "g.pt"), "--gamma-view", "0"]) == 2
     assert "--gamma-view 0" in capsys.readouterr().err and not (tmp_path / "g.pt").exists()
+    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(tmp_path / "s.pt"), "--max-slice-mm", "0.5"]) == 2
+    assert "--max-slice-mm 0.5" in capsys.readouterr().err and not (tmp_path / "s.pt").exists()
     # refuses to overwrite, and refuses a cohort the model was not trained on
     assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(out)]) == 2
     other = write_exact_cohort(tmp_path / "other")
