@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,13 @@ def test_slices_thicker_than_max_slice_mm_are_interpolated_and_keep_their_own_po
     assert {round(image.TransformIndexToPhysicalPoint((0, 0, int(k)))[2], 6) for k in tissue_slices} <= z_model
     back = grid.grid_to_image(grid.mask_to_grid(truth).astype(np.float32), image) >= 0.5
     assert dice(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(truth)) == 1.0
+    # Through the pipeline: a one-slice rule sees the acquired slices as before, so its GTV comes back unchanged
+    # on the input grid, after three times the slices.
+    plain, capped = brightness_model(), brightness_model()
+    capped = replace(capped, preprocess=replace(PREP, max_slice_mm=3.0))
+    masks = [sitk.GetArrayFromImage(predict_volume(image, m).mask) for m in (plain, capped)]
+    assert masks[0].any() and np.array_equal(masks[0], masks[1])
+    assert capped.net.slices_seen > 2 * plain.net.slices_seen
     thin, _ = lesion_volume(spacing=(1.0, 1.0, 2.5))
     assert ModelGrid.for_image(thin, grid.cfg).reference.GetSpacing()[2] == pytest.approx(2.5)  # under the limit: native
     assert ModelGrid.for_image(thin, grid.cfg).slice_step == 1
