@@ -137,8 +137,7 @@ def test_slices_thicker_than_max_slice_mm_are_interpolated_and_keep_their_own_po
     assert dice(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(truth)) == 1.0
     # Through the pipeline: a one-slice rule sees the acquired slices as before, so its GTV comes back unchanged
     # on the input grid, after three times the slices.
-    plain, capped = brightness_model(), brightness_model()
-    capped = replace(capped, preprocess=replace(PREP, max_slice_mm=3.0))
+    plain, capped = brightness_model(), replace(brightness_model(), preprocess=replace(PREP, max_slice_mm=3.0))
     masks = [sitk.GetArrayFromImage(predict_volume(image, m).mask) for m in (plain, capped)]
     assert masks[0].any() and np.array_equal(masks[0], masks[1])
     assert capped.net.slices_seen > 2 * plain.net.slices_seen
