@@ -90,7 +90,8 @@ class PreprocessConfig:
     context_slices: int = 1  # neighbours on each side fed as channels: in_channels = 2*context+1
     min_slice_mm: float = 1.0  # axial slice spacing of the model grid is max(native, this)
     # 0: the model grid keeps a thick scan's slices; else a scan with thicker slices is predicted on slices interpolated
-    # to native / ceil(native / this) mm, so a lesion in one or two native slices spans several (model card, "P3c")
+    # to native / ceil(native / this) mm, so a lesion in one or two native slices spans several (model card, "P3c");
+    # this limit wins over min_slice_mm (3.5 mm slices under a 3 mm limit: 1.75 mm)
     max_slice_mm: float = 0.0
     clip_max: float = 4.0  # normalised intensities are clipped to [0, clip_max]
     tissue_threshold: float = 0.1  # tissue = voxels above this normalised intensity
