@@ -100,6 +100,13 @@ def sensitivity_by_band(scores: Sequence[SegmentationScores], n_boot: int, seed:
     return {"diameter": by_diameter, "slice_spacing": by_slice}
 
 
+def volume_dice_by_slice_spacing(scores: Sequence[SegmentationScores], n_boot: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Mean volume Dice (on the input grid, what the user gets) by the scan's slice spacing. Why: a
+    whole-cohort mean hides that thick-slice scans are segmented worst (model card, "P3c")."""
+    return {label: mean_ci([s.volume_dice for s in scores if lo <= s.slice_mm < hi], n_boot, seed)
+            for label, lo, hi in _bands(SLICE_BANDS_MM)}
+
+
 def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: int) -> dict[str, Any] | None:
     scores = [r.seg for r in results if r.seg is not None]
     if not scores:
@@ -113,6 +120,7 @@ def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: 
     out["lesion_sensitivity_per_patient_mean"] = mean_ci(column("lesion_sensitivity"), n_boot, seed)
     out["false_positive_lesions_per_patient"] = mean_ci(column("false_positive_lesions"), n_boot, seed)
     out["lesion_sensitivity_by"] = sensitivity_by_band(scores, n_boot, seed)
+    out["volume_dice_by_slice_spacing"] = volume_dice_by_slice_spacing(scores, n_boot, seed)
     causes = [m.cause for r in results for m in r.missed]
     out["missed_lesions"] = {cause: causes.count(cause) for cause in (NETWORK, POSTPROCESSING)}
     out["patients"] = len(scores)

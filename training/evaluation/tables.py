@@ -118,6 +118,11 @@ def _by_band(bands: dict[str, dict[str, Any]]) -> str:
                      for label, b in bands.items() if b["denominator"]) or DASH
 
 
+def _dice_by_band(bands: dict[str, dict[str, Any]]) -> str:
+    """'< 2 mm 0.80 (12 patients), ...': each band's mean and its patients; bands without patients left out."""
+    return ", ".join(f"{label} {b['value']:.2f} ({b['n']} patient{'s' * (b['n'] != 1)})" for label, b in bands.items() if b["n"]) or DASH
+
+
 def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], notes: Sequence[str] = (),
                       gtv: dict[str, Any] | None = None) -> None:
     """Every head in one table, as the multi-head papers report them: accuracy and AUC per
@@ -130,7 +135,9 @@ def write_heads_table(path: Path, name: str, heads: dict[str, dict[str, Any]], n
                   f"lesion sensitivity {_cell(gtv.get('lesion_sensitivity'))}, "
                   f"false-positive lesions per patient {_cell(gtv.get('false_positive_lesions_per_patient'), 2)}."
                   + (f" Lesion sensitivity by diameter: {_by_band(by['diameter'])}; by the scan's slice spacing: "
-                     f"{_by_band(by['slice_spacing'])}." if by else ""), ""]
+                     f"{_by_band(by['slice_spacing'])}." if by else "")
+                  + (f" Volume Dice by the scan's slice spacing: {_dice_by_band(gtv['volume_dice_by_slice_spacing'])}."
+                     if "volume_dice_by_slice_spacing" in gtv else ""), ""]
     lines += ["| Head | Kind | Patients | Accuracy | AUC | MAE | Best possible |", "|---|---|---|---|---|---|---|"]
     for head in heads.values():
         mae = head.get("mae")

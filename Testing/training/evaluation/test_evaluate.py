@@ -17,7 +17,7 @@ from training.data.cohort import read_cohort
 from training.evaluation.cli import main
 from training.evaluation.evaluate import CaseSelection, EvalSettings, evaluate_model, select_cases
 from training.evaluation.scores import PatientResult, missed_lesions, segmentation_scores
-from training.evaluation.summary import sensitivity_by_band
+from training.evaluation.summary import sensitivity_by_band, volume_dice_by_slice_spacing
 from training.evaluation.tables import CSV_COLUMNS, TABLE_COLUMNS, write_heads_table
 
 FAST = EvalSettings(device="cpu", n_boot=50, synthetic=False, progress_bar=False)
@@ -53,9 +53,12 @@ def test_lesion_sensitivity_is_broken_down_by_diameter_and_slice_spacing(tmp_pat
     counts = {kind: {band: (b["numerator"], b["denominator"], b["value"]) for band, b in bands.items()} for kind, bands in by.items()}
     assert counts == {"diameter": {"5-10 mm": (1, 1, 1.0), "10-20 mm": (0, 1, 0.0), ">= 20 mm": (1, 1, 1.0)},
                       "slice_spacing": {"< 2 mm": (1, 2, 0.5), "2-4 mm": (0, 0, None), ">= 4 mm": (1, 1, 1.0)}}
-    write_heads_table(tmp_path / "heads.md", "m", {}, gtv={"lesion_sensitivity_by": by})
+    dice_by = volume_dice_by_slice_spacing(scores, n_boot=50, seed=0)
+    assert [(b["value"], b["n"]) for b in dice_by.values()] == [(scores[0].volume_dice, 1), (None, 0), (1.0, 1)]
+    write_heads_table(tmp_path / "heads.md", "m", {}, gtv={"lesion_sensitivity_by": by, "volume_dice_by_slice_spacing": dice_by})
     assert ("Lesion sensitivity by diameter: 5-10 mm 1.00 (1 of 1), 10-20 mm 0.00 (0 of 1), >= 20 mm 1.00 (1 of 1); "
-            "by the scan's slice spacing: < 2 mm 0.50 (1 of 2), >= 4 mm 1.00 (1 of 1).") in (tmp_path / "heads.md").read_text()
+            "by the scan's slice spacing: < 2 mm 0.50 (1 of 2), >= 4 mm 1.00 (1 of 1). Volume Dice by the scan's slice "
+            f"spacing: < 2 mm {scores[0].volume_dice:.2f} (1 patient), >= 4 mm 1.00 (1 patient).") in (tmp_path / "heads.md").read_text()
 
 
 def test_missed_lesions_name_the_step_that_lost_them_and_where_they_are() -> None:
