@@ -294,6 +294,15 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     return run_command(lambda: _run(args))
 
 
+def _with_preprocess(model: LoadedModel, given: str, **change: Any) -> LoadedModel:
+    """The model predicting with ``change`` to its preprocessing, which ``PreprocessConfig`` checks (the gamma
+    view's powers and normalisation, the slice limits); a refusal names the option ``given``."""
+    try:
+        return replace(model, preprocess=replace(model.preprocess, **change))
+    except ValueError as e:
+        raise InputError(f"{given}: {e}") from e
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.l2 <= 0:
         raise InputError(f"--l2 {args.l2}: must be positive")
@@ -303,13 +312,10 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out}: would replace the input model; choose another path")
     check_writable([args.out, feature_table_path(args.out)], args.overwrite)
     model = load_checkpoint(args.model)
-    for flag, key, value in (("--gamma-view", "gamma_views", tuple(args.gamma_view or ())), ("--max-slice-mm", "max_slice_mm", args.max_slice_mm)):
-        if value is None or value == ():
-            continue
-        try:  # PreprocessConfig checks them (the powers and the normalisation they need, the slice limits)
-            model = replace(model, preprocess=replace(model.preprocess, **{key: value}))
-        except ValueError as e:
-            raise InputError(f"{flag} {' '.join(map(str, value)) if isinstance(value, tuple) else value}: {e}") from e
+    if args.gamma_view:
+        model = _with_preprocess(model, f"--gamma-view {' '.join(map(str, args.gamma_view))}", gamma_views=tuple(args.gamma_view))
+    if args.max_slice_mm is not None:
+        model = _with_preprocess(model, f"--max-slice-mm {args.max_slice_mm}", max_slice_mm=args.max_slice_mm)
     summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
                        max_fp_per_patient=args.max_fp_per_patient, filter_features=TWIN_FEATURES if args.mirror_twin else COMPONENT_FEATURES)
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
