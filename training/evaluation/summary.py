@@ -93,18 +93,20 @@ def sensitivity_by_band(scores: Sequence[SegmentationScores], n_boot: int, seed:
     by_diameter = {label: pooled_ratio_ci([sum(found for d, found in s.lesions if lo <= d < hi) for s in scores],
                                           [sum(lo <= d < hi for d, _ in s.lesions) for s in scores], n_boot, seed)
                    for label, lo, hi in _bands(DIAMETER_BANDS_MM)}
-    by_slice = {}
-    for label, lo, hi in _bands(SLICE_BANDS_MM):
-        inside = [s for s in scores if lo <= s.slice_mm < hi]
-        by_slice[label] = pooled_ratio_ci([s.detected for s in inside], [s.truth_lesions_evaluated for s in inside], n_boot, seed)
+    by_slice = {label: pooled_ratio_ci([s.detected for s in inside], [s.truth_lesions_evaluated for s in inside], n_boot, seed)
+                for label, inside in _by_slice_spacing(scores)}
     return {"diameter": by_diameter, "slice_spacing": by_slice}
+
+
+def _by_slice_spacing(scores: Sequence[SegmentationScores]) -> list[tuple[str, list[SegmentationScores]]]:
+    """(band label, the patients whose scan's slice spacing lies in it) for each of SLICE_BANDS_MM."""
+    return [(label, [s for s in scores if lo <= s.slice_mm < hi]) for label, lo, hi in _bands(SLICE_BANDS_MM)]
 
 
 def volume_dice_by_slice_spacing(scores: Sequence[SegmentationScores], n_boot: int, seed: int) -> dict[str, dict[str, Any]]:
     """Mean volume Dice (on the input grid, what the user gets) by the scan's slice spacing. Why: a
     whole-cohort mean hides that thick-slice scans are segmented worst (model card, "P3c")."""
-    return {label: mean_ci([s.volume_dice for s in scores if lo <= s.slice_mm < hi], n_boot, seed)
-            for label, lo, hi in _bands(SLICE_BANDS_MM)}
+    return {label: mean_ci([s.volume_dice for s in inside], n_boot, seed) for label, inside in _by_slice_spacing(scores)}
 
 
 def summarise_segmentation(results: Sequence[PatientResult], n_boot: int, seed: int) -> dict[str, Any] | None:
