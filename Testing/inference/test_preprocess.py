@@ -142,8 +142,8 @@ def test_slices_thicker_than_max_slice_mm_are_interpolated_and_keep_their_own_po
     assert masks[0].any() and np.array_equal(masks[0], masks[1])
     assert capped.net.slices_seen > 2 * plain.net.slices_seen
     thin, _ = lesion_volume(spacing=(1.0, 1.0, 2.5))
-    assert ModelGrid.for_image(thin, grid.cfg).reference.GetSpacing()[2] == pytest.approx(2.5)  # under the limit: native
-    assert ModelGrid.for_image(thin, grid.cfg).slice_step == 1
+    thin_grid = ModelGrid.for_image(thin, grid.cfg)
+    assert thin_grid.reference.GetSpacing()[2] == pytest.approx(2.5) and thin_grid.slice_step == 1  # under the limit: native
     with pytest.raises(ValueError, match="max_slice_mm"):
         PreprocessConfig(min_slice_mm=2.0, max_slice_mm=1.5)
     assert PreprocessConfig.from_dict({k: v for k, v in grid.cfg.to_dict().items() if k != "max_slice_mm"}).max_slice_mm == 0.0

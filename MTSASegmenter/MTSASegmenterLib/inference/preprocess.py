@@ -4,9 +4,9 @@ The model grid is defined in physical (LPS) space only: identity direction, ``sp
 in-plane, ``input_size`` square, centred on the tissue, with axial slices at the native slice
 spacing (never thinner than ``min_slice_mm``; with ``max_slice_mm``, thick slices are interpolated
 and every acquired slice of an axial scan is one of the model's). Because nothing in it depends on
-how the voxels are stored, the same patient stored axial, sagittal, coronal, flipped or in another axis order gives
-the same model slices; and because both directions are plain resampling between two physical
-grids, the inverse mapping is exact up to interpolation.
+how the voxels are stored, the same patient stored axial, sagittal, coronal, flipped or in another
+axis order gives the same model slices; and because both directions are plain resampling between
+two physical grids, the inverse mapping is exact up to interpolation.
 """
 
 from __future__ import annotations
