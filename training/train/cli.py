@@ -53,6 +53,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", type=float, default=1.0, help="in-plane spacing of the model grid (mm)")
     p.add_argument("--context", type=int, default=1, help="neighbour slices on each side (channels = 2*context+1)")
     p.add_argument("--min-slice-mm", type=float, default=1.0, help="thinnest axial slice spacing of the model grid (mm)")
+    p.add_argument("--max-slice-mm", type=float, default=0.0, metavar="MM",
+                   help="train and predict scans with slices thicker than MM on slices interpolated to at most MM apart "
+                        "(0: native slices; see mtsa fit-head); a fine-tune (--init) may change it")
     p.add_argument("--preset", choices=sorted(PRESETS), default="mtsa-net",
                    help="task list, intensity mapping and network options of one of the papers' systems (see presets.py)")
     p.add_argument("--normalisation", choices=NORMALISATIONS,
@@ -126,7 +129,8 @@ def _config(args: argparse.Namespace, command: str) -> TrainConfig:
         intensity = {"normalisation": args.normalisation, "clip_max": 1.0 if args.normalisation == "ct_window" else PreprocessConfig.clip_max}
     intensity.update({k: tuple(v) for k, v in (("window", args.window), ("percentiles", args.percentiles)) if v})
     preprocess = PreprocessConfig(
-        spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context, min_slice_mm=args.min_slice_mm, **intensity
+        spacing_mm=args.spacing, input_size=args.input_size, context_slices=args.context, min_slice_mm=args.min_slice_mm,
+        max_slice_mm=args.max_slice_mm, **intensity
     )
     return TrainConfig(
         data=args.data, out=args.out, split=args.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,

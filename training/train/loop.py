@@ -325,10 +325,12 @@ class Trainer:
 
 
 def initial_model(cfg: TrainConfig) -> LoadedModel:
-    """The checkpoint a fine-tuning run starts from, refused unless it has the run's network and preprocessing."""
+    """The checkpoint a fine-tuning run starts from, refused unless it has the run's network and preprocessing
+    (but for the thick-slice limit: moving a network onto interpolated slices is what such a fine-tune is for)."""
     model = load_checkpoint(cfg.init)
-    for what, theirs, ours in (("network", model.net_config, cfg.net), ("preprocessing", model.preprocess, cfg.preprocess)):
-        a, b = theirs.to_dict(), ours.to_dict()
+    limit = {"max_slice_mm": cfg.preprocess.max_slice_mm}
+    for what, a, b in (("network", model.net_config.to_dict(), cfg.net.to_dict()),
+                       ("preprocessing", {**model.preprocess.to_dict(), **limit}, cfg.preprocess.to_dict())):
         if a != b:
             differ = ", ".join(f"{k} {a[k]} (run: {b[k]})" for k in a if a[k] != b.get(k))
             raise InputError(f"{cfg.init}: its {what} differs from this run's: {differ}")

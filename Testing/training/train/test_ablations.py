@@ -69,10 +69,10 @@ def test_ablations_train_every_variant_as_mtsa_train_would(tmp_path: Path) -> No
     """The run options are mtsa train's own: the demo model's recipe (thick slices, tumour-free
     share, breast preset) reaches every variant, and the cls-only variant drops the ROI weighting
     it cannot compute."""
-    argv = ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--min-slice-mm", "2.0", "--free-share", "0.35",
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--min-slice-mm", "2.0", "--max-slice-mm", "3", "--free-share", "0.35",
             "--context", "2", "--preset", "breast-dce"]
     base = config_from_args(build_parser("mtsa ablations").parse_args(argv))
-    assert (base.preprocess.min_slice_mm, base.free_share, base.net.in_channels, base.resume) == (2.0, 0.35, 5, True)
+    assert (base.preprocess.min_slice_mm, base.preprocess.max_slice_mm, base.free_share, base.net.in_channels, base.resume) == (2.0, 3.0, 0.35, 5, True)
     assert base.net.roi_weighting and base.loss.weighting == "uncertainty" and base.loss.focal_alpha == 0.8
     configs = {v.key: variant_config(base, v) for v in VARIANTS}
     assert configs["mtsa"].net.roi_weighting and not configs["cls-only"].net.roi_weighting

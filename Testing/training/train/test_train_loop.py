@@ -147,6 +147,12 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_network(cohort: Path,
     with pytest.raises(InputError, match=r"start/best.pt: its network differs from this run's: base_width 4 \(run: 8\)"):
         train(config(cohort, tmp_path / "wider", net=replace(NET, base_width=8), init=start))
     assert not (tmp_path / "wider").exists()  # refused before anything is written
+    with pytest.raises(InputError, match=r"its preprocessing differs from this run's: min_slice_mm 1.0 \(run: 1.5\)$"):
+        train(config(cohort, tmp_path / "thicker", preprocess=replace(PRE, min_slice_mm=1.5), init=start))
+    # The thick-slice limit may change: the tiny cohort's 1.5 mm slices are trained on at 0.75 mm, twice as many.
+    onto = load_checkpoint(train(config(cohort, tmp_path / "onto", epochs=1, preprocess=replace(PRE, max_slice_mm=1.0), init=start)))
+    assert onto.preprocess.max_slice_mm == 1.0 and started.preprocess.max_slice_mm == 0.0
+    assert onto.info.training["slices"]["train"] > 1.5 * started.info.training["slices"]["train"]
 
 
 @pytest.mark.parametrize("task", ["segmentation", "classification"])
