@@ -10,8 +10,8 @@ faint rim 1.05-1.2 x 0.50 / 0.48; rim 1.3-1.6 x 0.80 / 0.87; rim 1.1-1.4 x in th
 0.70 / 0.76, in iso-intense oedema 0.56 / 0.56; patchy enhancement in iso-intense oedema 0.32 (v8; lesions
 found 12, 19, 16, 13, 12 of 19) (about 1 min per look on 2 cores). A model trained with a share of the last
 two looks (model card, v9) scored lower on all five: 0.40, 0.79, 0.55, 0.43, 0.29 (10, 19, 15, 12, 9 of 19).
-The bundled model since (v18t, and v18 before it, model card): 0.59, 0.90, 0.82, 0.64, 0.33 (14, 18, 17, 14,
-11 of 19); v13 before it: 0.65, 0.89, 0.82, 0.62, 0.31 (15, 19, 17, 15, 11 of 19); v12 before
+The bundled model (P3tf, model card): 0.61, 0.90, 0.82, 0.62, 0.32 (15, 19, 17, 15, 11 of 19); v18t and v18 before
+it: 0.59, 0.90, 0.82, 0.64, 0.33 (14, 18, 17, 14, 11 of 19); v13 before it: 0.65, 0.89, 0.82, 0.62, 0.31 (15, 19, 17, 15, 11 of 19); v12 before
 it: 0.54, 0.88, 0.72, 0.59, 0.32 (13, 19, 16, 14, 11 of 19); v11: 0.50, 0.83, 0.64, 0.56, 0.32 (13, 19, 17, 14, 11).
 v14 (v13's recipe with 30% iso-intense oedema, not bundled): 0.64, 0.91, 0.84, 0.67, 0.29 (16, 19, 19, 16, 12).
 """

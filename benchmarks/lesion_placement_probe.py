@@ -8,7 +8,8 @@ missed lesion by the step that lost it (network or component filter, as `mtsa ev
 Why: v13 missed a plain 10 mm ring-enhancing lesion beside the sagittal sinus (peak probability 0.0003), and
 v8 one beside the falx. Both arms keep every lesion off the falx (PhantomConfig.clear_falx), as real metastases
 are. Figures, 12 external-site patients (seeds 700-711, about 4 min on 2 cores), placed as usual / beside the
-midline: v18 24 / 21 of 25 lesions found, Dice 0.845 / 0.798 (v18t, bundled: the same counts, 0.848 / 0.798);
+midline: v18 24 / 21 of 25 lesions found, Dice 0.845 / 0.798 (v18t: the same counts, 0.848 / 0.798; at today's
+code 24 / 20, 0.833 / 0.785; P3tf, bundled since: 24 / 20, 0.850 / 0.788);
 v13 24 / 20, Dice 0.855 / 0.772. Before the arms cleared the falx (some lesions then crossed it): v18 24 / 19, v13
 24 / 20 (model card, "v18").
 """
