@@ -13,8 +13,8 @@
 #
 # The bundled model was trained with this recipe on a 2-core CPU, its first cycle in two sittings (model card).
 # Run from nothing at commit baa56cf on another 2-core CPU it took 2 h 15 min and made a model of its own (other
-# weights; external Dice 0.821 against the bundled 0.834, BraTS 0.645 against 0.717: model card). A GPU owner
-# runs the same recipe faster with DEVICE=cuda LOADER_WORKERS=15 SYNTH_WORKERS=16 (an H200 with 16 cores:
+# weights; external Dice 0.821 against v18's 0.834, BraTS 0.645 against 0.717: model card; the second cycle then ran on
+# native slices). A GPU owner runs the same recipe faster with DEVICE=cuda LOADER_WORKERS=15 SYNTH_WORKERS=16 (an H200 with 16 cores:
 # synthesis 2 min, 32 epochs about 7 min); GPU arithmetic and mixed precision make a model of its own, whose
 # figures differ from the card's within the seed spread.
 set -euo pipefail
