@@ -4,45 +4,38 @@ the script changed without a retrain) would make the model card's recipe untrue.
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
 from MTSASegmenterLib.model.checkpoint import load_checkpoint
 from MTSASegmenterLib.resources import demo_model_path
 
+from training.train import cli, fit_head
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.sh"
-WHERE = {"--data", "--init", "--out", "--device", "--workers", "--max-minutes", "--no-progress"}  # where it ran, not how
+WHERE = {"data", "init", "out", "device", "workers", "max_minutes", "no_progress"}  # where and how long it ran, not how
 
 
-def script_command(start: str) -> list[str]:
-    """The script's command that begins with ``start``, its continuation lines joined."""
+def script_args(start: str) -> list[str]:
+    """The arguments of the script's command that begins with ``start`` (``mtsa train``, ...), continuation lines
+    joined and its variables at the script's defaults (``DEVICE=${DEVICE:-auto}``)."""
     text = SCRIPT.read_text().replace("\\\n", " ")
+    defaults = dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", text, flags=re.MULTILINE))
     line = next(line for line in text.splitlines() if line.strip().startswith(start))
-    return shlex.split(line)
-
-
-def options(argv: list[str]) -> dict[str, tuple[str, ...]]:
-    """``--name value...`` pairs of a command line (a flag without a value maps to ``()``)."""
-    found: dict[str, tuple[str, ...]] = {}
-    name = None
-    for word in argv:
-        if word.startswith("--"):
-            name = word
-            found[name] = ()
-        elif name is not None:
-            found[name] += (word,)
-    return found
+    return shlex.split(re.sub(r"\$(\w+)", lambda m: defaults.get(m[1], m[0]), line))[2:]
 
 
 def test_the_second_cycle_was_trained_with_the_scripts_options() -> None:
-    recorded = options(shlex.split(load_checkpoint(demo_model_path()).info.training["command"]))
-    script = options(script_command('mtsa train --data "$WORK/tune"'))
-    assert {k: v for k, v in recorded.items() if k not in WHERE} == {k: v for k, v in script.items() if k not in WHERE}
-    assert recorded["--max-slice-mm"] == ("3",)  # the grid the card describes
+    recorded, script = ({k: v for k, v in vars(cli.build_parser().parse_args(argv)).items() if k not in WHERE}
+                        for argv in (shlex.split(load_checkpoint(demo_model_path()).info.training["command"])[2:],
+                                     script_args('mtsa train --data "$WORK/tune"')))
+    assert recorded == script
+    assert recorded["max_slice_mm"] == 3.0  # the grid the card describes
 
 
 def test_the_filter_was_fitted_with_the_scripts_settings() -> None:
     head = load_checkpoint(demo_model_path()).info.metrics["patient_head"]
-    script = options(script_command("mtsa fit-head"))
-    assert head["max_fp_per_patient"] == float(script["--max-fp-per-patient"][0])  # the script names it, not a default
-    assert ("mirror_partner" in head["filter_features"]) == ("--mirror-twin" in script)
+    script = fit_head.build_parser().parse_args(script_args("mtsa fit-head"))
+    assert head["max_fp_per_patient"] == script.max_fp_per_patient
+    assert ("mirror_partner" in head["filter_features"]) == script.mirror_twin

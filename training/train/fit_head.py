@@ -267,7 +267,7 @@ def feature_table_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name.removesuffix(".pt") + ".features.csv")
 
 
-def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
+def build_parser(prog: str = "mtsa fit-head") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Fit the GTV component filter and, with an EGFR head, the patient-level "
                                                        "EGFR model (lesion features) of a trained network.")
     p.add_argument("--model", type=Path, required=True, help="trained checkpoint (best.pt of mtsa train)")
@@ -290,7 +290,11 @@ def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
                    help="also feed the paper's slice probability (the network has seen the fitting patients: it can overfit)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
+    args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     return run_command(lambda: _run(args))
 
 
