@@ -23,7 +23,8 @@ from MTSASegmenterLib.inference.preprocess import (
     stack_context,
 )
 from MTSASegmenterLib.metrics import dice
-from MTSASegmenterLib.model.checkpoint import LoadedModel
+from MTSASegmenterLib.model.checkpoint import LoadedModel, load_checkpoint
+from MTSASegmenterLib.resources import demo_model_path
 
 PREP = PreprocessConfig(spacing_mm=1.0, input_size=128, min_slice_mm=1.0)
 
@@ -209,3 +210,66 @@ def test_ct_window_and_percentile_normalisations():
     with pytest.raises(ValueError, match="gamma_views"):
         PreprocessConfig(gamma_views=(0.0,))
     assert PreprocessConfig.from_dict(PreprocessConfig(gamma_views=(1.5, 2.0)).to_dict()).gamma_views == (1.5, 2.0)
+
+
+def _scan_with_csf(seed: int = 0) -> tuple[sitk.Image, sitk.Image]:
+    """A skull-stripped-like scan (0 outside): CSF 30, white matter 100, a grey shell 70, a lesion 250, and its mask."""
+    image = _head_in_air(0.0, seed)
+    values = sitk.GetArrayFromImage(image)
+    z, y, x = np.mgrid[: values.shape[0], : values.shape[1], : values.shape[2]]
+    lesion = ((z - 20) * 3.0) ** 2 + (y - 100.0) ** 2 + (x - 122.0) ** 2 < 8.0**2
+    values[lesion] = 250.0
+    return sitk.GetImageFromArray(values), sitk.GetImageFromArray(lesion.astype(np.uint8))
+
+
+def test_signed_offset_and_z_scored_copies_of_a_scan_are_read_as_the_scan():
+    """The tissue median is a ratio to 0: with the background at -1000, scaled to [-1, 1] or z-scored, every lesion
+    was lost (brats-met-00110: 0 of 28 mL). The signal-free level is found instead; a plain scan is read as before."""
+    image, lesion = _scan_with_csf()
+    values = sitk.GetArrayFromImage(image)
+    plain = ModelGrid.for_image(image, PREP)
+    assert (plain.stats.zero, plain.stats.fill) == (0.0, None)
+    inside = values > 0
+    z_scored = np.where(inside, (values - values[inside].mean()) / values[inside].std(), 0.0)
+    undershoot = ~inside & (np.arange(values.size).reshape(values.shape) % 997 == 0)
+    copies = {  # name: (voxels, largest difference allowed on the model grid)
+        "background at -1000": (values - 1000.0, 1e-4),
+        "background at -1000, a few voxels below it": (np.where(undershoot, -1003.0, values - 1000.0), 0.05),  # -3 beside tissue
+        "scaled to [-1, 1]": (values / values.max() * 2.0 - 1.0, 1e-4),
+        "z-scored inside its mask, 0 outside": (z_scored, None),  # zero lost: CSF's low tail is read as none
+    }
+    expected = plain.image_to_grid(image)
+    lesion_grid = plain.mask_to_grid(lesion) > 0
+    for name, (copy, tolerance) in copies.items():
+        other = sitk.GetImageFromArray(copy.astype(np.float32))
+        grid = ModelGrid.for_image(other, PREP)
+        assert grid.reference.GetSize() == plain.reference.GetSize(), name
+        assert np.allclose(grid.reference.GetOrigin(), plain.reference.GetOrigin()), name
+        volume = grid.image_to_grid(other)
+        if tolerance is not None:
+            assert np.abs(volume - expected).max() < tolerance, name
+        assert np.median(np.abs(volume - expected)[expected > PREP.tissue_threshold]) < 0.05, name
+        assert volume[lesion_grid].min() > 1.8 > np.percentile(volume[~lesion_grid], 99.9), name
+    assert ModelGrid.for_image(sitk.GetImageFromArray(z_scored.astype(np.float32)), PREP).stats.fill == 0.0
+    noisy = np.where(inside, values, np.random.default_rng(1).normal(0.0, 3.0, values.shape)).astype(np.float32)
+    assert IntensityStats.of(sitk.GetImageFromArray(noisy)).zero == 0.0  # Gaussian air about 0: no shift
+
+
+def test_the_bundled_model_reads_a_real_scan_stored_signed_or_z_scored_as_the_scan(real_data):
+    """brats-met-00110 (0 outside its brain mask) with its background at -1000, and z-scored inside the mask:
+    the GTV as on the scan itself (before: 0 and 1.8 of 28 mL), and the report says how the scan was read."""
+    image = sitk.ReadImage(str(real_data / "brats-met-00110" / "BraTS-MET-00110-000-t1c.nii.gz"), sitk.sitkFloat32)
+    values = sitk.GetArrayFromImage(image)
+    inside = values > 0
+    model = load_checkpoint(demo_model_path())
+    plain = predict_volume(image, model, device="cpu")
+    assert plain.report.input.cautions() == [] and plain.report.gtv.volume_ml > 20.0
+    for copy, outside in ((values - 1000.0, ""), (np.where(inside, (values - values[inside].mean()) / values[inside].std(), 0.0), "0")):
+        other = sitk.GetImageFromArray(copy.astype(np.float32))
+        other.CopyInformation(image)
+        result = predict_volume(other, model, device="cpu")
+        assert result.report.gtv.volume_ml == pytest.approx(plain.report.gtv.volume_ml, rel=0.05)
+        assert dice(sitk.GetArrayFromImage(result.mask) > 0, sitk.GetArrayFromImage(plain.mask) > 0) > 0.95
+        (caution,) = result.report.input.cautions()
+        assert caution.startswith("no signal is not stored as 0 (signed, offset or z-scored data)")
+        assert (f"{outside} outside its mask" in caution) == bool(outside)

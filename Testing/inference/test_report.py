@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import SimpleITK as sitk
+
 from helpers import lesion_volume, stand_in
 from MTSASegmenterLib.config import DEFAULT_TASKS
 from MTSASegmenterLib.inference.pipeline import predict_volume
@@ -38,6 +40,14 @@ def test_thick_slices_carry_a_caution():
     image, _ = lesion_volume(size=(64, 72, 16), spacing=(1.5, 1.5, 6.0))
     cautions = predict_volume(image, stand_in(), device="cpu").report.to_dict()["cautions"]
     assert len(cautions) == 1 and cautions[0].startswith("6.0 mm slices: lesions under about 12 mm lie in one or two slices")
+
+
+def test_signed_data_carries_a_caution_naming_the_level_read_as_no_signal():
+    """A scan with negative values was not stored as the MR magnitudes the model learnt: the report says which level it read as none."""
+    image, _ = lesion_volume()
+    signed = sitk.Cast(image, sitk.sitkFloat32) - 1000.0
+    (caution,) = predict_volume(signed, stand_in(), device="cpu").report.to_dict()["cautions"]
+    assert caution.startswith("no signal is not stored as 0 (signed, offset or z-scored data): -1000 read as no signal;")
 
 
 def test_total_time_counts_from_the_callers_start():

@@ -23,20 +23,24 @@ _MAX_STAT_VOXELS = 8_000_000  # larger volumes are subsampled for the intensity 
 BRIGHT_FRACTION = 0.1  # tissue lies above this fraction of the bright level (99th percentile) at least
 BACKGROUND_NOISE_MULTIPLE = 3.0  # tissue lies above this multiple of the background's median (see IntensityStats.of)
 AIR_BOX_MULTIPLE = 2.0  # with noisy air, the tissue box holds the voxels above this multiple of the air's floor
+FILL_SHARE = 0.2  # one value over this share of the voxels is a fill outside a mask (see signal_free_level)
 
 
 @dataclass(frozen=True)
 class IntensityStats:
     """The input's intensity mapping: normalised = (value - offset) / scale, clipped to [0, clip_max].
 
-    ``tissue_median`` (MR, MTSA-Net): offset 0, scale = median of tissue voxels, because MR has no
-    fixed unit; ``percentile`` (MR, the breast paper): offset and scale from two percentiles of the
-    tissue voxels; ``ct_window``: CT is in Hounsfield units already, so a fixed window maps to [0, 1].
+    ``tissue_median`` (MR, MTSA-Net): offset = the signal-free level (0 for a magnitude image), scale =
+    median of tissue voxels above it, because MR has no fixed unit; ``percentile`` (MR, the breast paper):
+    offset and scale from two percentiles of the tissue voxels; ``ct_window``: CT is in Hounsfield units
+    already, so a fixed window maps to [0, 1].
     """
 
     scale: float
     offset: float = 0.0
-    air_floor: float = 0.0  # raw value below which a noisy background's air lies (0: none above BRIGHT_FRACTION of the bright level)
+    air_floor: float = 0.0  # how far above ``zero`` a noisy background's air lies (0: none above BRIGHT_FRACTION of the bright level)
+    zero: float = 0.0  # raw value that means no signal (see signal_free_level)
+    fill: float | None = None  # raw value filling the outside of a mask, read as ``zero``
 
     @classmethod
     def of(cls, image: sitk.Image, cfg: PreprocessConfig | None = None) -> "IntensityStats":
@@ -46,20 +50,53 @@ class IntensityStats:
             return cls(scale=high - low, offset=low)
         values = sitk.GetArrayViewFromImage(image)
         step = max(1, int(np.ceil((values.size / _MAX_STAT_VOXELS) ** (1 / 3))))
-        sample = np.asarray(values[::step, ::step, ::step], dtype=np.float32).ravel()
+        sample = np.array(values[::step, ::step, ::step], dtype=np.float32).ravel()  # a copy: shifted below
+        zero, fill = signal_free_level(sample)
+        if fill is not None:
+            sample[sample == fill] = zero
+        sample -= np.float32(zero)
         high = float(np.percentile(sample, 99.0))
         floor = tissue_floor(sample, high) if high > 0 else 0.0
         tissue = sample[sample > floor]
         air = floor if floor > BRIGHT_FRACTION * high else 0.0
         if cfg.normalisation == "percentile" and tissue.size:
             lo, hi = (float(v) for v in np.percentile(tissue, cfg.percentiles))
-            return cls(scale=hi - lo if hi > lo else 1.0, offset=lo, air_floor=air)
+            return cls(scale=hi - lo if hi > lo else 1.0, offset=zero + lo, air_floor=air, zero=zero, fill=fill)
         median = float(np.median(tissue)) if tissue.size else high
-        return cls(scale=median if median > 0 else 1.0, air_floor=air)
+        return cls(scale=median if median > 0 else 1.0, offset=zero, air_floor=air, zero=zero, fill=fill)
 
     def raw(self, normalised: float) -> float:
         """The input value that normalises to ``normalised``."""
         return self.offset + normalised * self.scale
+
+    def signal(self, image: sitk.Image) -> sitk.Image:
+        """The image with its fill, if it has one, set to the signal-free level."""
+        if self.fill is None:
+            return image
+        return sitk.Mask(image, sitk.NotEqual(image, self.fill), outsideValue=self.zero)
+
+
+def signal_free_level(sample: np.ndarray) -> tuple[float, float | None]:
+    """(zero, fill): the raw value that means no signal, and a value that fills the outside of a mask above it.
+    Why: the tissue median is read as a ratio to 0, which an MR magnitude image has where there is no signal;
+    signed, offset or z-scored data lost every lesion (brats-met-00110 with its background at -1000 or scaled to
+    [-1, 1]: 0 of 28 mL; z-scored inside its brain mask, the outside 0: 1.8 mL). Where the lowest values (the
+    0.1th percentile, so that a stray voxel does not set it) lie more than a tenth of the intensity range below 0,
+    they are that level, and a value above them that fills a fifth of the scan or more (z-scored: the outside's 0)
+    is read as that level too; z-scored data has lost its zero, so its darkest tissue (CSF) is read as none. Any
+    other scan, noise about 0 included, keeps 0 and is read exactly as before (a constant level above 0 may be
+    tissue, as in a crop: it is not taken for an offset)."""
+    if sample.size == 0 or float(sample.min()) >= 0:
+        return 0.0, None
+    zero, high = (float(v) for v in np.percentile(sample, (0.1, 99.0), method="lower"))
+    if -zero < BRIGHT_FRACTION * (high - zero):
+        return 0.0, None  # noise about 0 (Gaussian air) or interpolation's undershoot, not a shift
+    values, counts = np.unique(sample, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < FILL_SHARE * sample.size or values[top] <= zero:
+        return zero, None
+    fill = float(values[top])
+    return min(0.0, float(np.percentile(sample[sample != fill], 0.1, method="lower"))), fill
 
 
 def tissue_floor(sample: np.ndarray, high: float) -> float:
@@ -122,7 +159,8 @@ class ModelGrid:
     def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
         stats = IntensityStats.of(image, cfg)
         # around the tissue, not the air: above twice a noisy air's floor, where no noise voxel reaches (7 sigma)
-        box_lo, box_hi = _tissue_box_lps(image, max(stats.raw(cfg.tissue_threshold), AIR_BOX_MULTIPLE * stats.air_floor))
+        threshold = max(stats.raw(cfg.tissue_threshold), stats.zero + AIR_BOX_MULTIPLE * stats.air_floor)
+        box_lo, box_hi = _tissue_box_lps(stats.signal(image), threshold)
         _, matrix = _lps_matrix(image)
         # The native axis closest to superior sets the slice spacing, so an axial scan keeps its slices.
         axis = int(np.argmax(np.abs(matrix[2]) / np.linalg.norm(matrix, axis=0)))
@@ -164,7 +202,7 @@ class ModelGrid:
     def image_to_grid(self, image: sitk.Image) -> np.ndarray:
         """Normalised float32 volume [z, y, x] on the model grid (0 outside the input: the fill is the
         raw value that normalises to 0, so air outside a CT is not read as 0 HU, water)."""
-        resampled = sitk.Resample(image, self.reference, sitk.Transform(), sitk.sitkLinear, self.stats.offset, sitk.sitkFloat32)
+        resampled = sitk.Resample(self.stats.signal(image), self.reference, sitk.Transform(), sitk.sitkLinear, self.stats.offset, sitk.sitkFloat32)
         return normalise(sitk.GetArrayViewFromImage(resampled), self.stats, self.cfg)
 
     def mask_to_grid(self, mask: sitk.Image) -> np.ndarray:

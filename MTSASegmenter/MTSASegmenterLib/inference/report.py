@@ -34,12 +34,14 @@ class InputSummary:
     origin: tuple[float, ...]
     direction: tuple[float, ...]
     orientation: str  # nearest axis orientation, ITK's 'from' convention (e.g. 'LPS')
+    zero: float = 0.0  # the value read as no signal (preprocess.signal_free_level): not 0 for signed or z-scored data
+    fill: float | None = None  # a value filling the outside of a mask, read as ``zero``
 
     @classmethod
-    def of(cls, image: sitk.Image, path: str) -> "InputSummary":
+    def of(cls, image: sitk.Image, path: str, zero: float = 0.0, fill: float | None = None) -> "InputSummary":
         return cls(path, tuple(image.GetSize()), tuple(float(s) for s in image.GetSpacing()),
                    tuple(float(o) for o in image.GetOrigin()), tuple(float(d) for d in image.GetDirection()),
-                   sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()))
+                   sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()), zero, fill)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "size": list(self.size), "spacing": list(self.spacing), "origin": list(self.origin),
@@ -47,11 +49,16 @@ class InputSummary:
 
     def cautions(self) -> list[str]:
         """What about the scan makes its GTV less trustworthy, in words a clinician can act on; empty for a typical scan."""
+        cautions = []
         thickest = max(self.spacing)
-        if thickest < THICK_SLICE_MM:
-            return []
-        return [f"{thickest:.1f} mm slices: lesions under about {2 * thickest:.0f} mm lie in one or two slices and are easily "
-                "missed or under-segmented; radiosurgery is planned on 1-1.5 mm slices"]
+        if thickest >= THICK_SLICE_MM:
+            cautions.append(f"{thickest:.1f} mm slices: lesions under about {2 * thickest:.0f} mm lie in one or two slices and "
+                            "are easily missed or under-segmented; radiosurgery is planned on 1-1.5 mm slices")
+        if self.zero:
+            outside = f", and {self.fill:g} outside its mask as the same" if self.fill is not None else ""
+            cautions.append(f"no signal is not stored as 0 (signed, offset or z-scored data): {self.zero:.4g} read as no signal{outside}; "
+                            "the model learnt MR magnitudes, so check the GTV with care and predict the scanner's own images where you can")
+        return cautions
 
 
 @dataclass(frozen=True)
