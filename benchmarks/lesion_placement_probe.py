@@ -34,7 +34,11 @@ from MTSASegmenterLib.resources import demo_model_path  # noqa: E402
 from training.evaluation.scores import NETWORK, POSTPROCESSING, missed_by_prediction  # noqa: E402
 from training.phantoms.brain.generate import PhantomConfig, generate_case  # noqa: E402
 
-ARMS = {"placed as usual": 0.0, "beside the midline": 1.0}  # name -> PhantomConfig.parasagittal_probability
+ARMS = {  # name -> the PhantomConfig placement shares
+    "placed as usual": {},
+    "beside the midline": {"parasagittal_probability": 1.0},
+    "against the ventricles": {"periventricular_probability": 1.0},
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = load_checkpoint(args.model)
     print("| lesions | mean Dice | lesions found (>= 5 mm) | missed: network / component filter |\n| --- | --- | --- | --- |")
-    for name, share in ARMS.items():
+    for name, shares in ARMS.items():
         scores, found, evaluated, causes = [], 0, 0, []
         for seed in range(args.seed, args.seed + args.cases):
-            case = generate_case(seed, args.site, config=PhantomConfig(parasagittal_probability=share, clear_falx=True))
+            case = generate_case(seed, args.site, config=PhantomConfig(clear_falx=True, **shares))
             prediction = predict_volume(case.image, model, device="cpu")
             pred, truth = sitk.GetArrayFromImage(prediction.mask) > 0, sitk.GetArrayFromImage(case.mask) > 0
             spacing = case.image.GetSpacing()[::-1]

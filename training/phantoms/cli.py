@@ -20,6 +20,8 @@ SHARES = {  # flag -> (PhantomConfig field, help): knobs of the brain phantom, e
     "--large-cysts": ("large_cyst_probability", "share of cases with an extra 25-50 mm cystic lesion, its fluid core as dark as "
                       "CSF (these carry no EGFR label)"),
     "--parasagittal": ("parasagittal_probability", "share of lesions placed beside the midline, against the falx and the sagittal sinus"),
+    "--periventricular": ("periventricular_probability", "share of lesions placed against the ventricles (and, in the atria, the "
+                          "choroid plexus)"),
 }
 
 

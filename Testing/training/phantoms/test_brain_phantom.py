@@ -130,6 +130,27 @@ def test_parasagittal_lesions_sit_beside_the_midline():
     assert np.any(midline_mm(off) > limits)
 
 
+def test_periventricular_lesions_abut_the_ventricles():
+    """With the share at 1 every lesion's centre lies its (slack) radius to radius + 4 mm from a ventricle, so it
+    abuts the ventricle without filling it; at 0 nothing is drawn for it, and lesions mostly sit further away."""
+    from training.phantoms.brain.lesions import SIZE_SLACK, place_lesions
+
+    anat = load_anatomy()
+    biology = draw_biology(np.random.default_rng(0), "mutant") * 2
+    radii = np.array([b.diameter_mm / 2 * SIZE_SLACK for b in biology])
+
+    def ventricle_mm(centres):
+        return np.array([anat.ventricle_mm[tuple(c.astype(int))] for c, _ in centres])  # centres are voxels
+
+    near = ventricle_mm(place_lesions(anat, np.random.default_rng(1), biology, periventricular=1.0))
+    assert np.all((near >= radii) & (near <= radii + 4.0))
+    off_rng, tiny_rng = np.random.default_rng(1), np.random.default_rng(1)
+    off = place_lesions(anat, off_rng, biology)
+    place_lesions(anat, tiny_rng, biology, periventricular=1e-12)
+    assert off_rng.bit_generator.state != tiny_rng.bit_generator.state
+    assert np.any(ventricle_mm(off) > radii + 4.0)
+
+
 def test_clear_falx_keeps_every_lesion_off_the_falx():
     """By default about one lesion in fourteen is centred closer to the falx than its radius, so it crosses the
     midline, as no metastasis does; with ``clear_falx`` none comes within its radius + 1 mm, in the cohort too."""

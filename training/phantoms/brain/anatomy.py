@@ -48,6 +48,12 @@ class Anatomy:
         falx.flat[self.falx] = True
         return ndimage.distance_transform_edt(~falx).astype(np.float32)
 
+    @cached_property
+    def ventricle_mm(self) -> np.ndarray:
+        """mm from the nearest voxel of the lateral and third ventricles (deep CSF, as ``_structures`` finds them),
+        for lesions placed against them; made on first use."""
+        return ndimage.distance_transform_edt(~(self.brain & (self.csf > 0.6) & (self.depth > 10))).astype(np.float32)
+
     def index_to_lps(self, zyx: np.ndarray) -> np.ndarray:
         zyx = np.asarray(zyx, dtype=float)
         return self.origin_lps + np.stack([-zyx[..., 2], -zyx[..., 1], zyx[..., 0]], axis=-1)

@@ -63,6 +63,8 @@ class PhantomConfig:
     rim around fluid as dark as CSF) outside the EGFR table; such cases carry no EGFR label.
     parasagittal_probability: share of lesions placed beside the midline, against the falx and the
     sagittal sinus (v13 missed lesions there: model card, "v18").
+    periventricular_probability: share of lesions placed against the ventricles (the choroid plexus in the
+    atria), as BraTS-MET-00110's cyst lies (benchmarks/lesion_placement_probe.py).
     clear_falx: no lesion crosses the falx, as no metastasis does. Off by default, where about one
     lesion in fourteen crosses it, so that the cohorts and models made before it keep their draws.
     max_matrix caps the in-plane matrix for cheap test cases (the spacing then leaves the site range).
@@ -81,6 +83,7 @@ class PhantomConfig:
     fov_cut_probability: float = 0.0
     large_cyst_probability: float = 0.0
     parasagittal_probability: float = 0.0
+    periventricular_probability: float = 0.0
     clear_falx: bool = False
 
 
@@ -118,7 +121,8 @@ def _render(anat: Anatomy, deformation: Deformation, rng: np.random.Generator, l
     """Anatomy, then (all lesions' mass effect, then all oedema, then all lesions, so no halo darkens a
     neighbour's rim) on the 1 mm crop. The lesions are drawn before the anatomy's vessels, so that one
     patient keeps its lesions whatever its look (a randomised look draws more vessels)."""
-    centres = place_lesions(anat, rng, biology, config.parasagittal_probability, config.clear_falx)
+    centres = place_lesions(anat, rng, biology, config.parasagittal_probability, config.clear_falx,
+                            config.periventricular_probability)
     lesions = [LesionRenderer(anat, deformation, rng, b, c, look, fluid=i == cyst) for i, (b, (c, _)) in enumerate(zip(biology, centres))]
     image = render_background(anat, rng, look, n_vessels)
     for lesion in lesions:

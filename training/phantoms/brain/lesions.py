@@ -27,11 +27,19 @@ def _beside_the_midline(anat: Anatomy, flat: np.ndarray, radius: float) -> np.nd
     return flat[np.abs(x_ras) <= radius + 4.0]
 
 
+def _against_the_ventricles(anat: Anatomy, flat: np.ndarray, radius: float) -> np.ndarray:
+    """The voxels of ``flat`` whose centre lies ``radius`` to ``radius`` + 4 mm from a ventricle: a lesion there
+    abuts the ventricle's CSF and, in the atria, the choroid plexus, which enhances as it does."""
+    distance = anat.ventricle_mm.flat[flat]
+    return flat[(distance >= radius) & (distance <= radius + 4.0)]
+
+
 def place_lesions(anat: Anatomy, rng: np.random.Generator, biology: list[LesionBiology],
-                  parasagittal: float = 0.0, clear_falx: bool = False) -> list[tuple[np.ndarray, str]]:
+                  parasagittal: float = 0.0, clear_falx: bool = False, periventricular: float = 0.0) -> list[tuple[np.ndarray, str]]:
     """Centres (crop index) inside the brain, not overlapping; largest first so they fit. A share
-    ``parasagittal`` of lesions goes beside the midline (drawn only when > 0: other cohorts keep their draws).
-    ``clear_falx``: no lesion crosses the falx, as no metastasis does (off, about one lesion in fourteen does)."""
+    ``parasagittal`` of lesions goes beside the midline, a share ``periventricular`` against the ventricles (each
+    drawn only when > 0: other cohorts keep their draws). ``clear_falx``: no lesion crosses the falx, as no
+    metastasis does (off, about one lesion in fourteen does)."""
     placed: list[tuple[np.ndarray, float]] = []
     out: dict[int, tuple[np.ndarray, str]] = {}
     names = list(REGION_PROBABILITIES)
@@ -39,12 +47,15 @@ def place_lesions(anat: Anatomy, rng: np.random.Generator, biology: list[LesionB
         radius = biology[i].diameter_mm / 2.0 * SIZE_SLACK
         region = names[int(rng.choice(len(names), p=list(REGION_PROBABILITIES.values())))]
         medial = parasagittal > 0 and rng.random() < parasagittal
+        ventricular = periventricular > 0 and not medial and rng.random() < periventricular
         for candidates in (anat.regions[region], anat.regions["parenchyma"], np.flatnonzero(anat.brain)):
             feasible = candidates[anat.depth.flat[candidates] >= radius + 1.0]
             if clear_falx:
                 feasible = feasible[anat.falx_mm.flat[feasible] >= radius + 1.0]
             if medial:
                 feasible = _beside_the_midline(anat, feasible, radius)
+            if ventricular:  # where no place abuts them (a lesion too large), as usual
+                feasible = _against_the_ventricles(anat, feasible, radius) if len(_against_the_ventricles(anat, feasible, radius)) else feasible
             centre = None
             for flat in rng.choice(feasible, size=min(200, len(feasible)), replace=False) if len(feasible) else []:
                 c = np.array(np.unravel_index(flat, anat.shape), float)
