@@ -1,15 +1,17 @@
 """How much a model's GTV depends on where lesions sit: the same synthetic patients (their look, scan and
-lesion biology) with their lesions placed as usual, or all of them beside the midline, against the falx and
-the sagittal sinus, which enhance as a lesion does. Each arm scored by Dice and by lesions found, and each
+lesion biology) with their lesions placed as usual, all of them beside the midline, against the falx and
+the sagittal sinus, which enhance as a lesion does, or all against the ventricles (the choroid plexus in the
+atria enhances too; brats-met-00110's cyst lies there). Each arm scored by Dice and by lesions found, and each
 missed lesion by the step that lost it (network or component filter, as `mtsa evaluate`'s missed_lesions.csv).
 
     python benchmarks/lesion_placement_probe.py [--model PT] [--cases 12] [--seed 700]
 
 Why: v13 missed a plain 10 mm ring-enhancing lesion beside the sagittal sinus (peak probability 0.0003), and
-v8 one beside the falx. Both arms keep every lesion off the falx (PhantomConfig.clear_falx), as real metastases
-are. Figures, 12 external-site patients (seeds 700-711, about 4 min on 2 cores), placed as usual / beside the
+v8 one beside the falx. Every arm keeps every lesion off the falx (PhantomConfig.clear_falx), as real metastases
+are. Figures, 12 external-site patients (seeds 700-711, about 6 min on 2 cores), placed as usual / beside the
 midline: v18 24 / 21 of 25 lesions found, Dice 0.845 / 0.798 (v18t: the same counts, 0.848 / 0.798; at today's
-code 24 / 20, 0.833 / 0.785; P3tf, bundled since: 24 / 20, 0.850 / 0.788);
+code 24 / 20, 0.833 / 0.785; P3tf, bundled since: 24 / 20, 0.850 / 0.788, and 21 of 25, Dice 0.769, against
+the ventricles);
 v13 24 / 20, Dice 0.855 / 0.772. Before the arms cleared the falx (some lesions then crossed it): v18 24 / 19, v13
 24 / 20 (model card, "v18").
 """
