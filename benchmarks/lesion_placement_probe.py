@@ -11,7 +11,7 @@ v8 one beside the falx. Every arm keeps every lesion off the falx (PhantomConfig
 are. Figures, 12 external-site patients (seeds 700-711, about 6 min on 2 cores), placed as usual / beside the
 midline: v18 24 / 21 of 25 lesions found, Dice 0.845 / 0.798 (v18t: the same counts, 0.848 / 0.798; at today's
 code 24 / 20, 0.833 / 0.785; P3tf, bundled since: 24 / 20, 0.850 / 0.788, and 21 of 25, Dice 0.769, against
-the ventricles);
+the ventricles; on seeds 800-811 P3tf 20 / 19 / 20 of 23, Dice 0.847 / 0.795 / 0.826);
 v13 24 / 20, Dice 0.855 / 0.772. Before the arms cleared the falx (some lesions then crossed it): v18 24 / 19, v13
 24 / 20 (model card, "v18").
 """
