@@ -271,5 +271,5 @@ def test_the_bundled_model_reads_a_real_scan_stored_signed_or_z_scored_as_the_sc
         assert result.report.gtv.volume_ml == pytest.approx(plain.report.gtv.volume_ml, rel=0.05)
         assert dice(sitk.GetArrayFromImage(result.mask) > 0, sitk.GetArrayFromImage(plain.mask) > 0) > 0.95
         (caution,) = result.report.input.cautions()
-        assert caution.startswith("no signal is not stored as 0 (signed, offset or z-scored data)")
+        assert caution.startswith("not stored as MR magnitudes (signed, offset or z-scored data)")
         assert (f"{outside} outside its mask" in caution) == bool(outside)

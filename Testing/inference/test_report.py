@@ -47,7 +47,7 @@ def test_signed_data_carries_a_caution_naming_the_level_read_as_no_signal():
     image, _ = lesion_volume()
     signed = sitk.Cast(image, sitk.sitkFloat32) - 1000.0
     (caution,) = predict_volume(signed, stand_in(), device="cpu").report.to_dict()["cautions"]
-    assert caution.startswith("no signal is not stored as 0 (signed, offset or z-scored data): -1000 read as no signal;")
+    assert caution.startswith("not stored as MR magnitudes (signed, offset or z-scored data): -1000 read as no signal;")
 
 
 def test_total_time_counts_from_the_callers_start():

@@ -37,8 +37,8 @@ def _against_the_ventricles(anat: Anatomy, flat: np.ndarray, radius: float) -> n
 def place_lesions(anat: Anatomy, rng: np.random.Generator, biology: list[LesionBiology],
                   parasagittal: float = 0.0, clear_falx: bool = False, periventricular: float = 0.0) -> list[tuple[np.ndarray, str]]:
     """Centres (crop index) inside the brain, not overlapping; largest first so they fit. A share
-    ``parasagittal`` of lesions goes beside the midline, a share ``periventricular`` against the ventricles (each
-    drawn only when > 0: other cohorts keep their draws). ``clear_falx``: no lesion crosses the falx, as no
+    ``parasagittal`` of lesions goes beside the midline, a share ``periventricular`` of the others against the
+    ventricles (each drawn only when > 0: other cohorts keep their draws). ``clear_falx``: no lesion crosses the falx, as no
     metastasis does (off, about one lesion in fourteen does)."""
     placed: list[tuple[np.ndarray, float]] = []
     out: dict[int, tuple[np.ndarray, str]] = {}
@@ -54,8 +54,9 @@ def place_lesions(anat: Anatomy, rng: np.random.Generator, biology: list[LesionB
                 feasible = feasible[anat.falx_mm.flat[feasible] >= radius + 1.0]
             if medial:
                 feasible = _beside_the_midline(anat, feasible, radius)
-            if ventricular:  # where no place abuts them (a lesion too large), as usual
-                feasible = _against_the_ventricles(anat, feasible, radius) if len(_against_the_ventricles(anat, feasible, radius)) else feasible
+            if ventricular:
+                near = _against_the_ventricles(anat, feasible, radius)
+                feasible = near if len(near) else feasible  # a lesion too large to abut them is placed as usual
             centre = None
             for flat in rng.choice(feasible, size=min(200, len(feasible)), replace=False) if len(feasible) else []:
                 c = np.array(np.unravel_index(flat, anat.shape), float)
