@@ -202,7 +202,8 @@ class ModelGrid:
     def image_to_grid(self, image: sitk.Image) -> np.ndarray:
         """Normalised float32 volume [z, y, x] on the model grid (0 outside the input: the fill is the
         raw value that normalises to 0, so air outside a CT is not read as 0 HU, water)."""
-        resampled = sitk.Resample(self.stats.signal(image), self.reference, sitk.Transform(), sitk.sitkLinear, self.stats.offset, sitk.sitkFloat32)
+        resampled = sitk.Resample(self.stats.signal(image), self.reference, sitk.Transform(), sitk.sitkLinear, self.stats.offset,
+                                  sitk.sitkFloat32)
         return normalise(sitk.GetArrayViewFromImage(resampled), self.stats, self.cfg)
 
     def mask_to_grid(self, mask: sitk.Image) -> np.ndarray:

@@ -55,9 +55,10 @@ class InputSummary:
             cautions.append(f"{thickest:.1f} mm slices: lesions under about {2 * thickest:.0f} mm lie in one or two slices and "
                             "are easily missed or under-segmented; radiosurgery is planned on 1-1.5 mm slices")
         if self.zero:
-            outside = f", and {self.fill:g} outside its mask as the same" if self.fill is not None else ""
-            cautions.append(f"not stored as MR magnitudes (signed, offset or z-scored data): {self.zero:.4g} read as no signal{outside}; "
-                            "the model learnt MR magnitudes, so check the GTV with care and predict the scanner's own images where you can")
+            outside = f", and {self.fill:.4g} outside its mask as the same" if self.fill is not None else ""
+            cautions.append(f"not stored as MR magnitudes (signed, offset or z-scored data): {self.zero:.4g} read as no "
+                            f"signal{outside}; the model learnt MR magnitudes, so check the GTV with care and predict the "
+                            "scanner's own images where you can")
         return cautions
 
 

@@ -38,8 +38,8 @@ def place_lesions(anat: Anatomy, rng: np.random.Generator, biology: list[LesionB
                   parasagittal: float = 0.0, clear_falx: bool = False, periventricular: float = 0.0) -> list[tuple[np.ndarray, str]]:
     """Centres (crop index) inside the brain, not overlapping; largest first so they fit. A share
     ``parasagittal`` of lesions goes beside the midline, a share ``periventricular`` of the others against the
-    ventricles (each drawn only when > 0: other cohorts keep their draws). ``clear_falx``: no lesion crosses the falx, as no
-    metastasis does (off, about one lesion in fourteen does)."""
+    ventricles (each drawn only when > 0: other cohorts keep their draws). ``clear_falx``: no lesion crosses the
+    falx, as no metastasis does (off, about one lesion in fourteen does)."""
     placed: list[tuple[np.ndarray, float]] = []
     out: dict[int, tuple[np.ndarray, str]] = {}
     names = list(REGION_PROBABILITIES)
