@@ -3,8 +3,8 @@
 Reading and resampling a volume costs far more than a training step on its slices, so each case is
 preprocessed once, with exactly the prediction path's ``ModelGrid`` (training and prediction cannot
 disagree), and stored as two ``.npy`` files that DataLoader workers memory-map. The cache key is a
-hash of the PreprocessConfig and of both files' path, size and mtime: change either and the case is
-rebuilt.
+hash of the PreprocessConfig, of the model grid's code version (``GRID_VERSION``) and of both files'
+path, size and mtime: change any and the case is rebuilt.
 
 Slices follow the paper: every tumour-bearing slice; optionally a share of tumour-free tissue
 slices (re-drawn each epoch), which teach the decoder what is *not* GTV (bright vessels, dura).
@@ -26,7 +26,7 @@ import SimpleITK as sitk
 import torch
 from MTSASegmenterLib.config import PreprocessConfig
 from MTSASegmenterLib.errors import InputError
-from MTSASegmenterLib.inference.preprocess import ModelGrid, stack_context
+from MTSASegmenterLib.inference.preprocess import GRID_VERSION, ModelGrid, stack_context
 from MTSASegmenterLib.io.imageio import read_image
 from MTSASegmenterLib.io.outputs import atomic_outputs
 from torch.utils.data import Dataset
@@ -86,6 +86,7 @@ class SliceCache:
 
         data = {
             "format": CACHE_FORMAT,
+            "grid_version": GRID_VERSION,
             "preprocess": self.preprocess.to_dict(),
             "image": file_id(case.image),
             "mask": file_id(case.mask),

@@ -24,6 +24,9 @@ BRIGHT_FRACTION = 0.1  # tissue lies above this fraction of the bright level (99
 BACKGROUND_NOISE_MULTIPLE = 3.0  # tissue lies above this multiple of the background's median (see IntensityStats.of)
 AIR_BOX_MULTIPLE = 2.0  # with noisy air, the tissue box holds the voxels above this multiple of the air's floor
 FILL_SHARE = 0.2  # one value over this share of the voxels is a fill outside a mask (see signal_free_level)
+# Bump when the model-grid values of a given image and PreprocessConfig change, so that the training-slice
+# caches built by older code are rebuilt. 2: signed, offset and z-scored scans read from their signal-free level.
+GRID_VERSION = 2
 
 
 @dataclass(frozen=True)

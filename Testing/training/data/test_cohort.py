@@ -166,6 +166,9 @@ def test_slice_cache_builds_once_and_tracks_changes(tmp_path: Path, monkeypatch:
     assert cache.get(cases[0]) == first  # from the cache: no re-reading, no re-resampling
     with pytest.raises(AssertionError, match="read again"):
         SliceCache(tmp_path / "cache", PreprocessConfig(input_size=80)).get(cases[0])  # other config
+    with monkeypatch.context() as m, pytest.raises(AssertionError, match="read again"):
+        m.setattr(slices, "GRID_VERSION", slices.GRID_VERSION + 1)
+        cache.get(cases[0])  # preprocessing code that reads the same file differently
     stat = cases[0].image.stat()
     os.utime(cases[0].image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     with pytest.raises(AssertionError, match="read again"):
