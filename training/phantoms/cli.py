@@ -19,6 +19,8 @@ SHARES = {  # flag -> (PhantomConfig field, help): knobs of the brain phantom, e
     "--fov-cut": ("fov_cut_probability", "share of scans covering only 60-90%% of the head"),
     "--large-cysts": ("large_cyst_probability", "share of cases with an extra 25-50 mm cystic lesion, its fluid core as dark as "
                       "CSF (these carry no EGFR label)"),
+    "--small-lesions": ("small_lesion_probability", "share of cases with 1-3 extra 3-7 mm solid metastases (these carry no EGFR "
+                        "label)"),
     "--parasagittal": ("parasagittal_probability", "share of lesions placed beside the midline, against the falx and the sagittal sinus"),
     "--periventricular": ("periventricular_probability", "share of lesions placed against the ventricles (and, in the atria, the "
                           "choroid plexus)"),

@@ -110,6 +110,18 @@ def test_training_randomisation_knobs(case):
     assert sitk.GetArrayFromImage(on.mask).sum() * voxel_ml > 0.3 * np.pi / 6 * (cyst["diameter_mm"] / 10) ** 3
 
 
+def test_small_lesions_are_added_unlabelled_and_leave_the_rest_of_the_case(case):
+    """The extra small metastases are solid, 3-7 mm, in the GTV, and take the case out of the EGFR table;
+    the table's own lesions keep their sizes and the scan its grid (the extra stream moves nothing else)."""
+    on = generate_case(3, "internal", egfr="wild-type", config=PhantomConfig(max_matrix=128, vessels=(20, 30),
+                                                                              small_lesion_probability=1.0))
+    own, extra = on.lesions[:len(case.lesions)], on.lesions[len(case.lesions):]
+    assert [les["diameter_mm"] for les in own] == [les["diameter_mm"] for les in case.lesions]
+    assert 1 <= len(extra) <= 3 and all(3.0 <= les["diameter_mm"] <= 7.0 and not les["necrotic"] for les in extra)
+    assert on.egfr == "" and on.acquisition == case.acquisition
+    assert sitk.GetArrayFromImage(on.mask).sum() > sitk.GetArrayFromImage(case.mask).sum()
+
+
 def test_parasagittal_lesions_sit_beside_the_midline():
     """With the share at 1 every lesion's centre is within its (slack) radius + 4 mm of the midsagittal
     plane; at 0 nothing is drawn for it, so existing cohorts keep their lesions, which mostly sit further out."""

@@ -61,6 +61,9 @@ class PhantomConfig:
     only part of the head (60-90% of it, from either end).
     large_cyst_probability: share of cases given one extra large cystic metastasis (25-50 mm, a thin
     rim around fluid as dark as CSF) outside the EGFR table; such cases carry no EGFR label.
+    small_lesion_probability: share of cases given 1-3 extra small solid metastases (3-7 mm, little
+    oedema) outside the EGFR table, as real scans show and the table rarely draws; such cases carry no
+    EGFR label. Drawn from a stream of their own, so the rest of each case stays as without them.
     parasagittal_probability: share of lesions placed beside the midline, against the falx and the
     sagittal sinus (v13 missed lesions there: model card, "v18").
     periventricular_probability: share of lesions placed against the ventricles (the choroid plexus in the
@@ -82,6 +85,7 @@ class PhantomConfig:
     thick_slice_probability: float = 0.0
     fov_cut_probability: float = 0.0
     large_cyst_probability: float = 0.0
+    small_lesion_probability: float = 0.0
     parasagittal_probability: float = 0.0
     periventricular_probability: float = 0.0
     clear_falx: bool = False
@@ -156,7 +160,8 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     if site not in SITES:
         raise ValueError(f"site must be one of {sorted(SITES)}, not {site!r}")
     config = config or PhantomConfig()
-    bio_rng, anat_rng, scan_rng, knobs, look_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))
+    # a sixth stream leaves the first five (the child seeds are indexed) as they were before it
+    bio_rng, anat_rng, scan_rng, knobs, look_rng, extra_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6))
     egfr_drawn = draw_egfr(bio_rng)  # drawn always, so a given label leaves the stream unchanged
     egfr = egfr or egfr_drawn
     biology = draw_biology(bio_rng, egfr)
@@ -165,6 +170,8 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     if knobs.random() < config.large_cyst_probability:
         biology, cyst = biology + [large_cyst(knobs)], len(biology)
         egfr = ""  # outside the EGFR table: unlabelled for the classifier, still a GTV for segmentation
+    if config.small_lesion_probability > 0 and extra_rng.random() < config.small_lesion_probability:
+        biology, egfr = biology + small_lesions(extra_rng), ""
     wide = look_rng.random() < config.domain_randomisation
     look = randomised(look_rng) if wide else textbook(look_rng)
     look = restyle(look) if restyle else look
@@ -209,6 +216,12 @@ def large_cyst(rng: np.random.Generator) -> LesionBiology:
     """A large necrotic metastasis like those of public sets (BraTS-METS), which the EGFR table rarely draws."""
     return LesionBiology(diameter_mm=float(rng.uniform(25.0, 50.0)), necrotic=True,
                          oedema_extent=float(rng.uniform(0.3, 1.8)), texture=float(rng.uniform(0.04, 0.18)))
+
+
+def small_lesions(rng: np.random.Generator) -> list[LesionBiology]:
+    """One to three small solid metastases: the size where the bundled model misses most (model card)."""
+    return [LesionBiology(diameter_mm=float(rng.uniform(3.0, 7.0)), necrotic=False, oedema_extent=float(rng.uniform(0.0, 0.8)),
+                          texture=float(rng.uniform(0.04, 0.18))) for _ in range(int(rng.integers(1, 4)))]
 
 
 def _lesion_box(acq: Acquisition, centres: list[np.ndarray], radii: list[float]) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
