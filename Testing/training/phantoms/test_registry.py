@@ -126,7 +126,8 @@ def test_synth_brain_knobs_reach_the_phantom_and_are_refused_for_another_preset(
     assert exc.value.code == 2 and "--clear-falx: knob(s) of the brain phantom" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
     assert mtsa_main(["synth", "--out", str(tmp_path / "c"), "--cases", "1", "--max-matrix", "64", "--parasagittal", "0.5",
-                      "--periventricular", "0.25", "--small-lesions", "0.5", "--clear-falx"]) == 0  # the brain's knobs reach the phantom, and its record
+                      "--periventricular", "0.25", "--small-lesions", "0.5",
+                      "--clear-falx"]) == 0  # the brain's knobs reach the phantom, and its record
     config = json.loads((tmp_path / "c" / "phantom.json").read_text())["config"]
     assert config["parasagittal_probability"] == 0.5 and config["periventricular_probability"] == 0.25 and config["clear_falx"] is True
     assert config["small_lesion_probability"] == 0.5
