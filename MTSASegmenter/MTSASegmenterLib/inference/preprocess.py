@@ -133,10 +133,13 @@ def _lps_matrix(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.GetOrigin(), dtype=float), direction @ np.diag(image.GetSpacing())
 
 
-def _tissue_box_lps(image: sitk.Image, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Axis-aligned LPS bounding box of the voxels above ``threshold`` (all voxels if none)."""
+def _tissue_box_lps(image: sitk.Image, threshold: float, fill: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned LPS bounding box of the voxels above ``threshold`` that are not the ``fill`` outside a mask
+    (all voxels if none)."""
     values = sitk.GetArrayViewFromImage(image)  # [k, j, i]
     inside = values > threshold
+    if fill is not None:
+        inside &= values != fill
     lo_hi = []
     for axis in (2, 1, 0):  # i, j, k
         other = tuple(a for a in range(3) if a != axis)
@@ -163,7 +166,7 @@ class ModelGrid:
         stats = IntensityStats.of(image, cfg)
         # around the tissue, not the air: above twice a noisy air's floor, where no noise voxel reaches (7 sigma)
         threshold = max(stats.raw(cfg.tissue_threshold), stats.zero + AIR_BOX_MULTIPLE * stats.air_floor)
-        box_lo, box_hi = _tissue_box_lps(stats.signal(image), threshold)
+        box_lo, box_hi = _tissue_box_lps(image, threshold, stats.fill)  # the fill is read as zero, below the threshold
         _, matrix = _lps_matrix(image)
         # The native axis closest to superior sets the slice spacing, so an axial scan keeps its slices.
         axis = int(np.argmax(np.abs(matrix[2]) / np.linalg.norm(matrix, axis=0)))
