@@ -15,7 +15,7 @@ from MTSASegmenterLib.postprocess.heads import BinaryAnswer
 
 
 def test_the_json_has_the_contract_keys_in_order_and_a_version():
-    image, _ = lesion_volume()
+    image, _ = lesion_volume(spacing=(0.8, 0.8, 2.5))  # tissue within the stand-in's 64 mm field
     report = predict_volume(image, stand_in(), device="cpu", case="p1", source="p1.nrrd").report
     assert isinstance(report, Report) and isinstance(report.heads["egfr"], BinaryAnswer)
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
@@ -37,17 +37,26 @@ def test_the_json_has_the_contract_keys_in_order_and_a_version():
 
 def test_thick_slices_carry_a_caution():
     """5-10 mm lesions in 6 mm slices are lost more often (model card): the report says so, naming the thickness."""
-    image, _ = lesion_volume(size=(64, 72, 16), spacing=(1.5, 1.5, 6.0))
+    image, _ = lesion_volume(size=(64, 72, 16), spacing=(0.8, 0.8, 6.0))
     cautions = predict_volume(image, stand_in(), device="cpu").report.to_dict()["cautions"]
     assert len(cautions) == 1 and cautions[0].startswith("6.0 mm slices: lesions under about 12 mm lie in one or two slices")
 
 
 def test_signed_data_carries_a_caution_naming_the_level_read_as_no_signal():
     """A scan with negative values was not stored as the MR magnitudes the model learnt: the report says which level it read as none."""
-    image, _ = lesion_volume()
+    image, _ = lesion_volume(spacing=(0.8, 0.8, 2.5))
     signed = sitk.Cast(image, sitk.sitkFloat32) - 1000.0
     (caution,) = predict_volume(signed, stand_in(), device="cpu").report.to_dict()["cautions"]
     assert caution.startswith("not stored as MR magnitudes (signed, offset or z-scored data): -1000 read as no signal;")
+
+
+def test_tissue_wider_than_the_field_carries_a_caution_naming_spans_and_spacing():
+    """A header with the wrong spacing (1 mm for a 0.4 mm, 512 matrix) makes a head 500 mm wide, of which the model sees
+    its central field only: the report says so instead of a silently partial GTV."""
+    wide, _ = lesion_volume()  # 90 x 100 mm of tissue, the stand-in sees 64 mm
+    (caution,) = predict_volume(wide, stand_in(), device="cpu").report.to_dict()["cautions"]
+    assert caution.startswith("the tissue spans 88 x 98 mm in-plane, wider than the 64 mm the model sees")
+    assert caution.endswith("the header's voxel spacing (1.5 x 1.5 x 2.5 mm) is wrong")
 
 
 def test_total_time_counts_from_the_callers_start():

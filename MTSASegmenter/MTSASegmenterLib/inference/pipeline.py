@@ -79,7 +79,7 @@ def predict_volume(
     segment = terminology.for_task(segmentation)
     report = Report(
         case=case,
-        input=InputSummary.of(image, source, grid.stats.zero, grid.stats.fill),
+        input=InputSummary.of(image, source, grid),
         model=ModelSummary.of(model.info, model.sha256),
         gtv=GTVSummary(segment, find_lesions(mask), postprocessing),
         slices=SliceSummary(grid.n_slices, int(len(outputs.predicted)), float(grid.reference.GetSpacing()[2])),

@@ -160,6 +160,7 @@ class ModelGrid:
     stats: IntensityStats
     cfg: PreprocessConfig
     slice_step: int = 1  # model slices per acquired slice (> 1 where max_slice_mm interpolates thick slices)
+    tissue_span_mm: tuple[float, float] = (0.0, 0.0)  # LPS x, y extent of the tissue the grid is centred on
 
     @classmethod
     def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
@@ -182,7 +183,8 @@ class ModelGrid:
         reference.SetSpacing((cfg.spacing_mm, cfg.spacing_mm, z_spacing))
         reference.SetOrigin((float(centre_xy[0] - half), float(centre_xy[1] - half), float(z0)))
         reference.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
-        return cls(reference=reference, stats=stats, cfg=cfg, slice_step=step)
+        span = (float(box_hi[0] - box_lo[0]), float(box_hi[1] - box_lo[1]))
+        return cls(reference=reference, stats=stats, cfg=cfg, slice_step=step, tissue_span_mm=span)
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
@@ -194,6 +196,11 @@ class ModelGrid:
         """RAS (mm) of a continuous model-grid index given in array order (slice, row, column)."""
         x, y, z = self.reference.TransformContinuousIndexToPhysicalPoint((float(zyx[2]), float(zyx[1]), float(zyx[0])))
         return (-x, -y, z)
+
+    @property
+    def field_mm(self) -> float:
+        """In-plane width the model sees: tissue beyond it, around the tissue's centre, is not predicted."""
+        return self.cfg.input_size * self.cfg.spacing_mm
 
     @property
     def n_slices(self) -> int:

@@ -16,6 +16,7 @@ from ..config import ModelInfo, TaskSpec
 from ..io.terminology import SegmentTerminology
 from ..postprocess.heads import HeadAnswer
 from ..postprocess.lesions import Lesion
+from .preprocess import ModelGrid
 
 REPORT_VERSION = 1
 SLICE_NOTE = "slice indices count the model's axial slices from inferior to superior"
@@ -36,12 +37,15 @@ class InputSummary:
     orientation: str  # nearest axis orientation, ITK's 'from' convention (e.g. 'LPS')
     zero: float = 0.0  # the value read as no signal (preprocess.signal_free_level): not 0 for signed or z-scored data
     fill: float | None = None  # a value filling the outside of a mask, read as ``zero``
+    tissue_span_mm: tuple[float, float] = (0.0, 0.0)  # in-plane extent of the tissue (ModelGrid.tissue_span_mm)
+    field_mm: float = float("inf")  # in-plane width the model predicts (ModelGrid.field_mm)
 
     @classmethod
-    def of(cls, image: sitk.Image, path: str, zero: float = 0.0, fill: float | None = None) -> "InputSummary":
+    def of(cls, image: sitk.Image, path: str, grid: ModelGrid) -> "InputSummary":
         return cls(path, tuple(image.GetSize()), tuple(float(s) for s in image.GetSpacing()),
                    tuple(float(o) for o in image.GetOrigin()), tuple(float(d) for d in image.GetDirection()),
-                   sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()), zero, fill)
+                   sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()),
+                   grid.stats.zero, grid.stats.fill, grid.tissue_span_mm, grid.field_mm)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "size": list(self.size), "spacing": list(self.spacing), "origin": list(self.origin),
@@ -59,6 +63,11 @@ class InputSummary:
             cautions.append(f"not stored as MR magnitudes (signed, offset or z-scored data): {self.zero:.4g} read as no "
                             f"signal{outside}; the model learnt MR magnitudes, so check the GTV with care and predict the "
                             "scanner's own images where you can")
+        if max(self.tissue_span_mm) > self.field_mm:
+            spacing = " x ".join(f"{s:.3g}" for s in self.spacing)
+            cautions.append(f"the tissue spans {self.tissue_span_mm[0]:.0f} x {self.tissue_span_mm[1]:.0f} mm in-plane, "
+                            f"wider than the {self.field_mm:.0f} mm the model sees: only the central {self.field_mm:.0f} mm are "
+                            f"segmented; if the anatomy is not that wide, the header's voxel spacing ({spacing} mm) is wrong")
         return cautions
 
 
