@@ -41,7 +41,6 @@ from MTSASegmenterLib.postprocess.component_filter import (
     TWIN_FEATURES,
     component_features,
     drop_scored_components,
-    resolved_shape,
 )
 from MTSASegmenterLib.postprocess.heads import slice_values
 from MTSASegmenterLib.postprocess.lesion_features import (
@@ -93,7 +92,6 @@ class Measured:
     spacing_zyx: tuple[float, float, float]
     slice_values: dict[int, np.ndarray]  # the EGFR head's per-slice probabilities (none without one)
     slice_step: int = 1  # model slices per acquired slice (ModelGrid.slice_step)
-    resolution_zyx: tuple[float, float, float] | None = None  # what the scan resolves (ModelGrid.resolution_zyx)
 
 
 def measure(case: Case, model: LoadedModel, device: str) -> Measured:
@@ -104,7 +102,7 @@ def measure(case: Case, model: LoadedModel, device: str) -> Measured:
                     prediction.grid.mask_to_grid(read_mask(case, image)) > 0,
                     prediction.grid.spacing_zyx,
                     slice_values(model.tasks, prediction.slices.class_logits)[task.name] if task else {},
-                    prediction.grid.slice_step, prediction.grid.resolution_zyx)
+                    prediction.grid.slice_step)
 
 
 @dataclass
@@ -119,8 +117,7 @@ class Components:
 
 
 def components_of(patient: Measured, names: tuple[str, ...] = COMPONENT_FEATURES) -> Components:
-    labels, features = component_features(patient.probability, patient.volume, patient.spacing_zyx, names=names,
-                                          resolution_zyx=patient.resolution_zyx)
+    labels, features = component_features(patient.probability, patient.volume, patient.spacing_zyx, names=names)
     truth_labels, n_truth = label_components(patient.truth)
     true = np.zeros(len(features), dtype=bool)
     true[np.unique(labels[patient.truth & (labels > 0)]) - 1] = True
@@ -283,9 +280,6 @@ def build_parser(prog: str = "mtsa fit-head") -> argparse.ArgumentParser:
     p.add_argument("--mirror-twin", action="store_true",
                    help="also fit the component filter on whether a component has a left-right twin (paired choroid plexus, "
                         "carotids: fewer false positives on full-head scans; the bundled model's filter: model card, v18t)")
-    p.add_argument("--resolved-shape", action="store_true",
-                   help="measure the filter's shape features (elongation, flatness) at the scan's own resolution, so that "
-                        "a lesion marked in one thick slice is not read as a sheet")
     p.add_argument("--gamma-view", type=float, action="append", metavar="G",
                    help="predict each slice also with its intensities raised to G (repeatable), a view that may grow the "
                         "lesions the plain one marks (faint enhancement stands out); stored with the model, the filter fitted on it")
@@ -302,11 +296,6 @@ def build_parser(prog: str = "mtsa fit-head") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "mtsa fit-head") -> int:
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     return run_command(lambda: _run(args))
-
-
-def filter_features(mirror_twin: bool, resolved: bool) -> tuple[str, ...]:
-    names = TWIN_FEATURES if mirror_twin else COMPONENT_FEATURES
-    return resolved_shape(names) if resolved else names
 
 
 def _with_preprocess(model: LoadedModel, given: str, **change: Any) -> LoadedModel:
@@ -332,7 +321,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_slice_mm is not None:
         model = _with_preprocess(model, f"--max-slice-mm {args.max_slice_mm}", max_slice_mm=args.max_slice_mm)
     summary = fit_head(model, fitting_cases(args.data, model, args.gtv_labels, args.labels), args.out, args.device, args.l2, args.with_slice_probability,
-                       max_fp_per_patient=args.max_fp_per_patient, filter_features=filter_features(args.mirror_twin, args.resolved_shape))
+                       max_fp_per_patient=args.max_fp_per_patient, filter_features=TWIN_FEATURES if args.mirror_twin else COMPONENT_FEATURES)
     chosen = next(r for r in summary["filter_trade_off"] if r["min_component_probability"] == summary["min_component_probability"])
     print(f"GTV components kept when the component model rates them {summary['min_component_probability']:g} or more "
           f"(fitting patients, cross-validated: lesion sensitivity {chosen['lesion_sensitivity']:.3f}, "

@@ -101,7 +101,7 @@ def filter_components(outputs: SliceOutputs, volume: np.ndarray, grid: ModelGrid
     if not task.component_model:
         return Postprocessing.of(task, weak)
     dropped = drop_unlikely_components(probability, volume, grid.spacing_zyx, LogisticModel.from_dict(task.component_model),
-                                       task.min_component_probability, resolution_zyx=grid.resolution_zyx)
+                                       task.min_component_probability)
     summaries = tuple(DroppedSummary(d.volume_ml, grid.index_to_ras(d.centroid_zyx), d.rating, d.reasons) for d in dropped)
     return Postprocessing.of(task, weak + len(dropped), summaries)
 

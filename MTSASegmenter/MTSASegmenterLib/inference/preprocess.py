@@ -161,7 +161,6 @@ class ModelGrid:
     cfg: PreprocessConfig
     slice_step: int = 1  # model slices per acquired slice (> 1 where max_slice_mm interpolates thick slices)
     tissue_span_mm: tuple[float, float] = (0.0, 0.0)  # LPS x, y extent of the tissue the grid is centred on
-    acquired_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the scan's longest voxel step along LPS x, y, z
 
     @classmethod
     def for_image(cls, image: sitk.Image, cfg: PreprocessConfig) -> "ModelGrid":
@@ -185,20 +184,13 @@ class ModelGrid:
         reference.SetOrigin((float(centre_xy[0] - half), float(centre_xy[1] - half), float(z0)))
         reference.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
         span = (float(box_hi[0] - box_lo[0]), float(box_hi[1] - box_lo[1]))
-        acquired = tuple(float(a) for a in np.abs(matrix).max(axis=1))
-        return cls(reference=reference, stats=stats, cfg=cfg, slice_step=step, tissue_span_mm=span, acquired_mm=acquired)
+        return cls(reference=reference, stats=stats, cfg=cfg, slice_step=step, tissue_span_mm=span)
 
     @property
     def spacing_zyx(self) -> tuple[float, float, float]:
         """Model-grid spacing in array order (slice, row, column), mm."""
         sx, sy, sz = self.reference.GetSpacing()
         return float(sz), float(sy), float(sx)
-
-    @property
-    def resolution_zyx(self) -> tuple[float, float, float]:
-        """The finest detail the scan resolves along each model-grid axis (array order), mm: the coarser of the grid's
-        spacing and the scan's voxel step there (6 mm slices interpolated to 3 mm still resolve 6 mm along z)."""
-        return tuple(max(g, a) for g, a in zip(self.spacing_zyx, self.acquired_mm[::-1]))
 
     def index_to_ras(self, zyx: tuple[float, float, float]) -> tuple[float, float, float]:
         """RAS (mm) of a continuous model-grid index given in array order (slice, row, column)."""

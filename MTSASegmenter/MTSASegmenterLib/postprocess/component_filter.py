@@ -21,8 +21,7 @@ from .lesions import label_components
 from .patient_model import LogisticModel
 
 MEASURED_FEATURES = ("log_volume_ml", "peak_probability", "mean_probability", "mean_intensity", "mean_intensity_squared",
-                     "max_intensity", "shell_contrast", "elongation", "flatness", "log_depth_mm", "height_ratio", "mirror_partner",
-                     "resolved_elongation", "resolved_flatness")
+                     "max_intensity", "shell_contrast", "elongation", "flatness", "log_depth_mm", "height_ratio", "mirror_partner")
 # What a filter is fitted on: size, certainty and shape, not brightness. Intensities relative to the
 # tissue median differ between scanners and contrasts (a real metastasis can be 1.2 or 3 x white
 # matter), so a filter that learned the phantom's brightness drops real lesions; filters fitted
@@ -36,26 +35,15 @@ TISSUE_LEVEL = 0.3  # normalised intensity above which a voxel counts as tissue 
 SHELL_MM = 3.0  # the surroundings a component is compared with
 MIRROR_MM = 5.0  # how near its mirror image another component must come to count as its twin
 MIRROR_SIZE_RATIO = 3.0  # and how alike in volume (a small lesion mirrored beside a large one is no twin)
-# The shape measured at the scan's own resolution (``mtsa fit-head --resolved-shape``): each voxel spreads over what the
-# acquisition resolves, so a lesion the network marks in one 6 mm slice (interpolated to two 3 mm model slices) is
-# not read as a sheet, nor one in a few 5 mm sagittal slices as a disc.
-RESOLVED_SHAPE = {"elongation": "resolved_elongation", "flatness": "resolved_flatness"}
-
-
-def resolved_shape(names: tuple[str, ...]) -> tuple[str, ...]:
-    """``names`` with the shape features measured at the scan's resolution instead of the model grid's."""
-    return tuple(RESOLVED_SHAPE.get(name, name) for name in names)
 
 
 def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx: tuple[float, float, float],
-                       threshold: float = 0.5, names: tuple[str, ...] = COMPONENT_FEATURES,
-                       resolution_zyx: tuple[float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       threshold: float = 0.5, names: tuple[str, ...] = COMPONENT_FEATURES) -> tuple[np.ndarray, np.ndarray]:
     """(labels, features): the 26-connected components of ``probability >= threshold`` on the model
     grid and one row of the features ``names`` (of ``MEASURED_FEATURES``) per component (row i is label i + 1).
 
     ``volume`` is the normalised model-grid volume (intensity / tissue median), so the features do
-    not depend on the scanner's units. ``resolution_zyx`` (``ModelGrid.resolution_zyx``; default: the
-    spacing) is what the resolved shape features spread each voxel over.
+    not depend on the scanner's units.
     """
     labels, n = label_components(probability >= threshold)
     if n == 0:
@@ -72,9 +60,7 @@ def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx:
     with np.errstate(invalid="ignore"):  # a component with no tissue around it: nan, then 1.0
         shell_mean = np.nan_to_num(np.asarray(ndimage.mean(volume, shell, index)), nan=1.0)
     boxes = ndimage.find_objects(labels)
-    extent = spacing if resolution_zyx is None else np.maximum(spacing, resolution_zyx)
-    shape = np.array([(*_shape(labels[box] == k + 1, spacing, spacing), *_shape(labels[box] == k + 1, spacing, extent))
-                      for k, box in enumerate(boxes)])
+    shape = np.array([_shape(labels[box] == k + 1, spacing) for k, box in enumerate(boxes)])
     heights = np.array([(box[0].stop - box[0].start) * spacing[0] for box in boxes])
     features = np.column_stack([
         np.log(volume_ml),
@@ -84,11 +70,10 @@ def component_features(probability: np.ndarray, volume: np.ndarray, spacing_zyx:
         mean_intensity**2,  # with the linear term: tumour enhancement sits between darker specks and brighter vessels
         _box_max(volume, labels, boxes),
         mean_intensity - shell_mean,
-        shape[:, :2],
+        shape,
         np.log(np.maximum(np.asarray(ndimage.mean(depth, labels, index)), 0.5)),
         heights / np.array([equivalent_diameter_mm(v) for v in volume_ml]),
         _mirror_partner(labels, n, volume > TISSUE_LEVEL, np.where(outside <= MIRROR_MM, nearest_label, 0)),
-        shape[:, 2:],
     ])
     return labels, features[:, [MEASURED_FEATURES.index(name) for name in names]]
 
@@ -114,13 +99,12 @@ def _box_max(values: np.ndarray, labels: np.ndarray, boxes: list) -> np.ndarray:
     return np.array([values[box][labels[box] == k + 1].max() for k, box in enumerate(boxes)])
 
 
-def _shape(component: np.ndarray, spacing: np.ndarray, extent: np.ndarray) -> tuple[float, float]:
+def _shape(component: np.ndarray, spacing: np.ndarray) -> tuple[float, float]:
     """(elongation, flatness): half log-ratios of the principal spreads; 0 for a sphere, large for a tube
-    or a sheet. Each voxel adds its own extent (extent^2 / 12: the voxel, or what the scan resolves there),
-    so a single voxel is not degenerate."""
+    or a sheet. Each voxel adds its own extent (spacing^2 / 12), so a single voxel is not degenerate."""
     points = np.argwhere(component) * spacing
     spread = np.cov(points.T) if len(points) > 1 else np.zeros((3, 3))
-    eigen = np.sort(np.linalg.eigvalsh(spread + np.diag(extent**2 / 12.0)))[::-1]
+    eigen = np.sort(np.linalg.eigvalsh(spread + np.diag(spacing**2 / 12.0)))[::-1]
     return 0.5 * float(np.log(eigen[0] / eigen[1])), 0.5 * float(np.log(eigen[1] / eigen[2]))
 
 
@@ -136,10 +120,10 @@ class DroppedComponent:
 
 def drop_unlikely_components(probability: np.ndarray, volume: np.ndarray, spacing_zyx: tuple[float, float, float],
                              model: LogisticModel, min_probability: float, threshold: float = 0.5,
-                             n_reasons: int = 3, resolution_zyx: tuple[float, float, float] | None = None) -> list[DroppedComponent]:
+                             n_reasons: int = 3) -> list[DroppedComponent]:
     """Zero, in place, each component the model gives less than ``min_probability`` of being a
     lesion; returns what was dropped, each with its ``n_reasons`` most damning features."""
-    labels, features = component_features(probability, volume, spacing_zyx, threshold, model.features, resolution_zyx)
+    labels, features = component_features(probability, volume, spacing_zyx, threshold, model.features)
     scores = model.probabilities(features)
     unlikely = np.flatnonzero(scores < min_probability)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0

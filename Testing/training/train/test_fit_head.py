@@ -24,7 +24,6 @@ from MTSASegmenterLib.postprocess.component_filter import (
     TWIN_FEATURES,
     component_features,
     drop_unlikely_components,
-    resolved_shape,
 )
 from MTSASegmenterLib.postprocess.lesion_features import (
     PATIENT_FEATURES,
@@ -206,9 +205,6 @@ def test_cli_fits_a_trained_checkpoint_that_loads_and_predicts(trained: tuple[Pa
                  "--gamma-view", "1.5", "--max-slice-mm", "4"]) == 0
     twin_model = load_checkpoint(twin)
     assert twin_model.info.metrics["patient_head"]["filter_features"] == list(TWIN_FEATURES)
-    resolved = tmp_path / "resolved.pt"
-    assert main(["--model", str(checkpoint), "--data", str(cohort), "--out", str(resolved), "--device", "cpu", "--resolved-shape"]) == 0
-    assert load_checkpoint(resolved).info.metrics["patient_head"]["filter_features"] == list(resolved_shape(COMPONENT_FEATURES))
     assert twin_model.preprocess.gamma_views == (1.5,) and loaded.preprocess.gamma_views == ()
     assert twin_model.preprocess.max_slice_mm == 4.0 and loaded.preprocess.max_slice_mm == 0.0
     assert loaded.info.metrics["patient_head"]["filter_features"] == list(COMPONENT_FEATURES)
@@ -251,24 +247,6 @@ def test_component_features_tell_a_tube_from_a_ball() -> None:
     assert f["elongation"][0] < 0.2 < 1.0 < f["elongation"][1]
     assert abs(f["mean_intensity"][0] - 2.0) < 0.01 and f["mean_intensity_squared"][0] == pytest.approx(f["mean_intensity"][0] ** 2)
     assert abs(f["shell_contrast"][0] - 1.0) < 0.05 and f["height_ratio"][1] > 3.0
-
-
-def test_resolved_shape_reads_a_lesion_in_one_thick_slice_as_no_sheet() -> None:
-    """A 12 mm lesion the network marks in one slice of a 6 mm scan looks like a disc on the model grid (flat); at the
-    scan's resolution it is round again. A ball on a scan as fine as the grid measures the same either way."""
-    shape = (12, 40, 40)
-    disc = np.zeros(shape, bool)
-    disc[6] = _ball(shape, (6, 20, 20), 6.0)[6]
-    spacing, thick = (3.0, 1.0, 1.0), (6.0, 1.0, 1.0)
-    volume = np.where(disc, 2.0, 1.0).astype(np.float32)
-    names = ("flatness", "resolved_flatness", "elongation", "resolved_elongation")
-    plain, resolved, _, _ = component_features(disc.astype(np.float32), volume, spacing, names=names, resolution_zyx=thick)[1][0]
-    assert plain > 1.2 > 0.6 > resolved  # 0.5 ln(9 / 0.75) against 0.5 ln(9 / 3)
-    ball = _ball((30, 60, 60), (15, 20, 20), 6.0)
-    features = component_features(ball.astype(np.float32), np.where(ball, 2.0, 1.0), SPACING, names=names)[1][0]
-    assert features[0] == features[1] and features[2] == features[3]
-    assert resolved_shape(TWIN_FEATURES) == ("log_volume_ml", "peak_probability", "mean_probability", "resolved_elongation",
-                                             "resolved_flatness", "log_depth_mm", "height_ratio", "mirror_partner")
 
 
 def test_mirror_partner_finds_left_right_pairs_about_the_tissue_midline() -> None:
