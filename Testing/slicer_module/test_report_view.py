@@ -56,6 +56,22 @@ def test_lesion_rows_and_centroids():
     assert rv.lesion_centroid_ras(REPORT, 2) is None
     assert rv.lesion_centroid_ras(REPORT, -1) is None
     assert rv.lesion_rows({"gtv": {"volume_ml": 0.0, "lesions": []}}) == []
+    assert rv.removed_row_tooltip(REPORT, 0) is None and rv.removed_row_tooltip(REPORT, 2) is None
+
+
+def test_the_filters_highest_rated_removals_follow_the_lesions():
+    """A lesion the component filter took for a vessel is listed after the lesions, greyed, with why, and one click
+    centres the views on it; only the REMOVED_SHOWN highest rated of many specks are listed."""
+    dropped = [{"volume_ml": 0.01 * k, "centroid_ras": [k, 0.0, 0.0], "rating": 0.01 * k, "reasons": {"flatness": -1.5 * k}}
+               for k in range(1, 9)]
+    report = {**REPORT, "gtv": {**REPORT["gtv"], "postprocessing": {"min_component_probability": 0.1826, "dropped": dropped}}}
+    rows = rv.lesion_rows(report)
+    assert rows[:2] == rv.lesion_rows(REPORT) and len(rows) == 2 + rv.REMOVED_SHOWN == 7
+    assert rows[2] == ("removed (0.08)", "0.08", rv.NOT_AVAILABLE) and rows[-1][0] == "removed (0.04)"
+    assert rv.lesion_centroid_ras(report, 2) == (8.0, 0.0, 0.0) and rv.lesion_centroid_ras(report, 7) is None
+    tip = rv.removed_row_tooltip(report, 2)
+    assert tip.startswith("Removed by the component filter (rated 0.08 < 0.18): flatness -12.00.")
+    assert rv.removed_row_tooltip(report, 1) is None
 
 
 def test_gtv_and_status_text():

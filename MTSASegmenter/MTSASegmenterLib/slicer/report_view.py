@@ -15,6 +15,7 @@ from .translation import _
 NOT_AVAILABLE = "–"
 
 LESION_COLUMNS: tuple[str, ...] = (_("Lesion"), _("Volume (mL)"), _("Max diameter (mm)"))
+REMOVED_SHOWN = 5  # components the filter removed that the lesion table lists after the lesions
 
 SYNTHETIC_WARNING = _(
     "Demo model trained on synthetic phantoms only: its GTV and other outputs are for trying the "
@@ -176,21 +177,45 @@ def slices_used_text(report: Mapping[str, Any]) -> str:
     return f"{n} slice{'s' if n != 1 else ''} ({_ranges(used)})"
 
 
+def _table_entries(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The lesions, largest first (the report's order), then up to REMOVED_SHOWN of the components the component
+    filter removed, highest rated first: a small metastasis it took for a vessel is then one click away."""
+    gtv = report.get("gtv") or {}
+    dropped = (gtv.get("postprocessing") or {}).get("dropped") or []
+    removed = sorted(dropped, key=lambda d: -float(d.get("rating", 0.0)))[:REMOVED_SHOWN]
+    return [*(gtv.get("lesions") or []), *({**d, "removed": True} for d in removed)]
+
+
 def lesion_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """Rows of the lesion table, largest lesion first (the order of the report)."""
-    lesions = (report.get("gtv") or {}).get("lesions") or []
+    """Rows of the lesion table (``_table_entries``); a removed component has no diameter in the report."""
     return [
-        (str(lesion.get("id", i + 1)), f"{float(lesion['volume_ml']):.2f}", f"{float(lesion['max_diameter_mm']):.1f}")
-        for i, lesion in enumerate(lesions)
+        (_("removed ({rating})").format(rating=f"{float(e['rating']):.2f}"), f"{float(e['volume_ml']):.2f}", NOT_AVAILABLE)
+        if e.get("removed") else
+        (str(e.get("id", i + 1)), f"{float(e['volume_ml']):.2f}", f"{float(e['max_diameter_mm']):.1f}")
+        for i, e in enumerate(_table_entries(report))
     ]
 
 
-def lesion_centroid_ras(report: Mapping[str, Any], row: int) -> tuple[float, float, float] | None:
-    """RAS centroid of the lesion shown in ``row``; None when the row does not exist."""
-    lesions = (report.get("gtv") or {}).get("lesions") or []
-    if not 0 <= row < len(lesions):
+def removed_row_tooltip(report: Mapping[str, Any], row: int) -> str | None:
+    """Why the component in ``row`` was removed (its rating against the filter's threshold and the features that
+    pulled it down most); None for a lesion's row or no row."""
+    entries = _table_entries(report)
+    if not 0 <= row < len(entries) or not entries[row].get("removed"):
         return None
-    c = lesions[row].get("centroid_ras")
+    entry = entries[row]
+    threshold = ((report.get("gtv") or {}).get("postprocessing") or {}).get("min_component_probability")
+    reasons = ", ".join(f"{name} {value:+.2f}" for name, value in (entry.get("reasons") or {}).items())
+    below = f" < {float(threshold):.2f}" if threshold is not None else ""
+    return _("Removed by the component filter (rated {rating}{below}): {reasons}. Paint it into the GTV if it is a "
+             "lesion.").format(rating=f"{float(entry['rating']):.2f}", below=below, reasons=reasons or NOT_AVAILABLE)
+
+
+def lesion_centroid_ras(report: Mapping[str, Any], row: int) -> tuple[float, float, float] | None:
+    """RAS centroid of the lesion or removed component shown in ``row``; None when the row does not exist."""
+    entries = _table_entries(report)
+    if not 0 <= row < len(entries):
+        return None
+    c = entries[row].get("centroid_ras")
     return None if c is None else (float(c[0]), float(c[1]), float(c[2]))
 
 

@@ -293,9 +293,13 @@ class SegmenterPanel(VTKObservationMixin):
         table = self.ui.lesionTable
         table.setRowCount(len(rows))
         for r, row in enumerate(rows):
+            removed = report_view.removed_row_tooltip(report, r)
             for c, text in enumerate(row):
                 item = qt.QTableWidgetItem(text)
                 item.setTextAlignment(qt.Qt.AlignRight | qt.Qt.AlignVCenter)
+                if removed:  # not in the GTV: greyed, and why it was removed on hover
+                    item.setForeground(qt.QBrush(qt.QColor("gray")))
+                    item.setToolTip(removed)
                 table.setItem(r, c, item)
 
     def _showPlot(self, report: dict, head: dict) -> None:
