@@ -170,7 +170,7 @@ def generate_case(seed: int, site: str = "internal", egfr: str | None = None, co
     if knobs.random() < config.large_cyst_probability:
         biology, cyst = biology + [large_cyst(knobs)], len(biology)
         egfr = ""  # outside the EGFR table: unlabelled for the classifier, still a GTV for segmentation
-    if config.small_lesion_probability > 0 and extra_rng.random() < config.small_lesion_probability:
+    if extra_rng.random() < config.small_lesion_probability:  # its own stream: drawing it moves nothing else
         biology, egfr = biology + small_lesions(extra_rng), ""
     wide = look_rng.random() < config.domain_randomisation
     look = randomised(look_rng) if wide else textbook(look_rng)
